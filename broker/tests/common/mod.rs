@@ -1,0 +1,661 @@
+//! Shared setup for the processor-level tests: a real `petrel` process (or an in-process shard)
+//! on ports the test picks, with its store in a temp dir, and a small blocking remoting client
+//! over std sockets.
+//! Every broker a test starts is stopped (SIGTERM, then kill) when its handle drops.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use broker::remoting::{RemotingCommand, RequestCode, ResponseCode};
+use bytes::{Bytes, BytesMut};
+
+pub const FRAME_SIZE_MAX: usize = 16 * 1024 * 1024;
+
+/// A free loopback port (bound then released; the broker binds it right after).
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("bind port 0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// How the broker under test runs: by default the `petrel` binary; with
+/// PETREL_TEST_IN_PROCESS=1, one real shard served in-process by the same connection layer on
+/// its own glommio executor (handy under a debugger).
+enum Running {
+    Binary(Child),
+    InProcess(InProcess),
+}
+
+/// One broker with one shard.
+pub struct Broker {
+    child: Option<Running>,
+    pub store_dir: PathBuf,
+    pub port: u16,
+    pub namesrv_port: u16,
+    conf_path: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Broker {
+    /// Starts a broker in a fresh temp dir.
+    pub fn start() -> Result<Broker> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a broker with extra broker.conf lines (`key=value`).
+    pub fn start_with(extra_conf: &[&str]) -> Result<Broker> {
+        let dir = tempfile::tempdir().context("temp dir")?;
+        let store_dir = dir.path().join("store");
+        let conf_path = dir.path().join("broker.conf");
+        let port = free_port()?;
+        let namesrv_port = free_port()?;
+        let mut conf = format!(
+            "brokerClusterName=TestCluster\nbrokerName=test-broker\nbrokerIP1=127.0.0.1\n\
+             listenPort={port}\nnamesrvListenPort={namesrv_port}\nstorePathRootDir={}\n\
+             shards=1\nflushDiskType=SYNC_FLUSH\nmappedFileSizeCommitLog=8388608\nmaxMessageSize=1048576\n\
+             autoCreateTopicEnable=true\ndefaultTopicQueueNums=8\n",
+            store_dir.display()
+        );
+        for line in extra_conf {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        std::fs::write(&conf_path, conf).context("write broker.conf")?;
+        let mut broker = Broker {
+            child: None,
+            store_dir,
+            port,
+            namesrv_port,
+            conf_path,
+            _dir: Some(dir),
+        };
+        broker.spawn()?;
+        Ok(broker)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        if std::env::var_os("PETREL_TEST_IN_PROCESS").is_some() {
+            let conf = std::fs::read_to_string(&self.conf_path)?;
+            let running = InProcess::start(&self.conf_path, &conf)?;
+            self.child = Some(Running::InProcess(running));
+            self.wait_ready()
+        } else {
+            self.spawn_binary()
+        }
+    }
+
+    fn spawn_binary(&mut self) -> Result<()> {
+        let log_path = self.conf_path.with_file_name("petrel.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .context("open broker log")?;
+        let child = Command::new(env!("CARGO_BIN_EXE_petrel"))
+            .arg("-c")
+            .arg(&self.conf_path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn petrel")?;
+        self.child = Some(Running::Binary(child));
+        self.wait_ready().with_context(|| {
+            format!(
+                "broker did not come up; log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            )
+        })
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.child.as_mut() {
+                Some(Running::Binary(child)) => {
+                    if let Some(status) = child.try_wait()? {
+                        bail!("petrel exited early: {status}");
+                    }
+                }
+                Some(Running::InProcess(p)) => {
+                    if p.thread
+                        .as_ref()
+                        .is_none_or(std::thread::JoinHandle::is_finished)
+                    {
+                        bail!("in-process broker stopped early");
+                    }
+                }
+                None => bail!("broker not started"),
+            }
+            if let Ok(mut c) = Client::connect(self.addr()) {
+                // A request the shard answers proves it is open, not only listening.
+                let r = c.request(RemotingCommand::request(RequestCode::GET_BROKER_CONFIG));
+                if r.is_ok() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("petrel not ready on port {} after 30 s", self.port);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn client(&self) -> Result<Client> {
+        Client::connect(self.addr())
+    }
+
+    /// Graceful stop (SIGTERM), waiting for exit; kills after 30 s.
+    pub fn stop(&mut self) -> Result<()> {
+        let mut child = match self.child.take() {
+            None => return Ok(()),
+            Some(Running::InProcess(mut p)) => return p.stop(),
+            Some(Running::Binary(child)) => child,
+        };
+        let pid = i32::try_from(child.id()).context("pid")?;
+        let _ = signal_term(pid);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("petrel did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops and starts again on the same ports and store.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        // The embedded nameserver's old port may still be held by TIME_WAIT connections of
+        // the previous process: give it a fresh one (the broker port stays).
+        let namesrv_port = free_port()?;
+        let conf = std::fs::read_to_string(&self.conf_path)?.replace(
+            &format!("namesrvListenPort={}\n", self.namesrv_port),
+            &format!("namesrvListenPort={namesrv_port}\n"),
+        );
+        std::fs::write(&self.conf_path, conf)?;
+        self.namesrv_port = namesrv_port;
+        self.spawn()
+    }
+}
+
+fn signal_term(pid: i32) -> std::io::Result<()> {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("kill -TERM {pid} failed")))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        match self.child.take() {
+            Some(Running::Binary(mut child)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Some(Running::InProcess(mut p)) => {
+                let _ = p.stop();
+            }
+            None => {}
+        }
+    }
+}
+
+/// A shard served in-process: the same `Shard` and connection layer the binary runs, on one
+/// glommio executor thread, with the config parsed from the same broker.conf text.
+struct InProcess {
+    thread: Option<std::thread::JoinHandle<()>>,
+    is_stop_requested: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl InProcess {
+    fn start(conf_path: &std::path::Path, conf: &str) -> Result<InProcess> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+
+        let mut config = broker::config::BrokerConfig::default();
+        config
+            .apply_properties(conf_path, conf)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let is_stop_requested = Arc::new(AtomicBool::new(false));
+        let stop_flag = is_stop_requested.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .name("test-shard")
+            .spawn(move || async move {
+                use broker::remoting::connection::{
+                    accept_loop, ConnectionLimits, ConnectionTracker, StopSignal,
+                };
+                let config = std::rc::Rc::new(config);
+                let (control, _endpoints) = broker::shard::control::ControlHandle::new(0, 1);
+                let ctx = broker::shard::ShardContext::new(0, config.clone(), control);
+                let shard = match broker::shard::Shard::open(ctx).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("shard open: {e}")));
+                        return;
+                    }
+                };
+                let listener = match glommio::net::TcpListener::bind(config.bind_addr(0)) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("bind: {e}")));
+                        return;
+                    }
+                };
+                let tracker = ConnectionTracker::new(0);
+                let stop = std::rc::Rc::new(StopSignal::default());
+                let watcher_stop = stop.clone();
+                glommio::spawn_local(async move {
+                    while !stop_flag.load(Ordering::Relaxed) {
+                        glommio::timer::sleep(Duration::from_millis(20)).await;
+                    }
+                    watcher_stop.stop();
+                })
+                .detach();
+                let _ = ready_tx.send(Ok(()));
+                accept_loop(
+                    listener,
+                    shard.clone(),
+                    tracker.clone(),
+                    ConnectionLimits::default(),
+                    stop,
+                )
+                .await;
+                shard.begin_shutdown();
+                tracker.close_all();
+                tracker.drain(Duration::from_secs(5)).await;
+                shard.shutdown().await;
+            })
+            .map_err(|e| anyhow::anyhow!("start executor: {e}"))?;
+        let thread = std::thread::spawn(move || {
+            let _ = executor.join();
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => bail!("in-process broker failed: {e}"),
+            Err(e) => bail!("in-process broker not ready: {e}"),
+        }
+        Ok(InProcess {
+            thread: Some(thread),
+            is_stop_requested,
+        })
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        self.is_stop_requested
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| anyhow::anyhow!("executor thread panicked"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A blocking remoting client.
+pub struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+    next_opaque: i32,
+    /// Server-initiated requests received while waiting for responses.
+    pub pushed: Vec<RemotingCommand>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Result<Client> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .with_context(|| format!("connect {addr}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            stream,
+            buf: BytesMut::with_capacity(64 * 1024),
+            next_opaque: 1,
+            pushed: Vec::new(),
+        })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.stream.local_addr()?)
+    }
+
+    /// Writes a request (opaque assigned here) without waiting; returns its opaque.
+    pub fn send(&mut self, mut cmd: RemotingCommand) -> Result<i32> {
+        let opaque = self.next_opaque;
+        self.next_opaque += 1;
+        cmd.opaque = opaque;
+        self.stream
+            .write_all(&cmd.to_frame())
+            .context("write request")?;
+        Ok(opaque)
+    }
+
+    /// Sends a oneway request.
+    pub fn send_oneway(&mut self, mut cmd: RemotingCommand) -> Result<()> {
+        cmd.mark_oneway();
+        self.send(cmd).map(|_| ())
+    }
+
+    /// Sends a request and waits (up to 40 s) for its response.
+    pub fn request(&mut self, cmd: RemotingCommand) -> Result<RemotingCommand> {
+        let opaque = self.send(cmd)?;
+        self.wait_response(opaque, Duration::from_secs(40))
+    }
+
+    /// Waits for the response with `opaque`, keeping server-initiated requests in `pushed`.
+    pub fn wait_response(&mut self, opaque: i32, timeout: Duration) -> Result<RemotingCommand> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("no response for opaque {opaque} within {timeout:?}");
+            }
+            let cmd = self
+                .read_frame(left)?
+                .context("no frame before the deadline")?;
+            if cmd.is_response() && cmd.opaque == opaque {
+                return Ok(cmd);
+            }
+            if !cmd.is_response() {
+                self.pushed.push(cmd);
+            }
+        }
+    }
+
+    /// Reads the next frame, or None after `timeout`.
+    pub fn read_frame(&mut self, timeout: Duration) -> Result<Option<RemotingCommand>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(cmd) = RemotingCommand::decode(&mut self.buf, FRAME_SIZE_MAX)
+                .map_err(|e| anyhow::anyhow!("bad frame from broker: {e}"))?
+            {
+                return Ok(Some(cmd));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => bail!("broker closed the connection"),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e).context("read"),
+            }
+        }
+    }
+
+    /// Waits for a server-initiated request with `code` (already pushed or arriving).
+    pub fn wait_pushed(&mut self, code: i32, timeout: Duration) -> Result<Option<RemotingCommand>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.pushed.iter().position(|c| c.code == code) {
+                return Ok(Some(self.pushed.remove(i)));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            if let Some(cmd) = self.read_frame(left)? {
+                if !cmd.is_response() {
+                    self.pushed.push(cmd);
+                }
+            }
+        }
+    }
+
+    // ---- request helpers ----
+
+    /// SEND_MESSAGE (10, long header names).
+    pub fn send_message(
+        &mut self,
+        topic: &str,
+        queue_id: i32,
+        body: &[u8],
+        properties: &str,
+    ) -> Result<RemotingCommand> {
+        let cmd = RemotingCommand::request(RequestCode::SEND_MESSAGE)
+            .with_ext("producerGroup", "test-producer")
+            .with_ext("topic", topic)
+            .with_ext("defaultTopic", "TBW102")
+            .with_ext("defaultTopicQueueNums", 4)
+            .with_ext("queueId", queue_id)
+            .with_ext("sysFlag", 0)
+            .with_ext("bornTimestamp", now_ms())
+            .with_ext("flag", 0)
+            .with_ext("properties", properties)
+            .with_ext("reconsumeTimes", 0)
+            .with_ext("unitMode", "false")
+            .with_body(Bytes::copy_from_slice(body));
+        self.request(cmd)
+    }
+
+    /// SEND_MESSAGE_V2 (310, short header names).
+    pub fn send_message_v2(
+        &mut self,
+        topic: &str,
+        queue_id: i32,
+        body: &[u8],
+        properties: &str,
+    ) -> Result<RemotingCommand> {
+        let cmd = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2)
+            .with_ext("a", "test-producer")
+            .with_ext("b", topic)
+            .with_ext("c", "TBW102")
+            .with_ext("d", 4)
+            .with_ext("e", queue_id)
+            .with_ext("f", 0)
+            .with_ext("g", now_ms())
+            .with_ext("h", 0)
+            .with_ext("i", properties)
+            .with_ext("j", 0)
+            .with_ext("k", "false")
+            .with_body(Bytes::copy_from_slice(body));
+        self.request(cmd)
+    }
+
+    /// PULL_MESSAGE with the given sysFlag and suspend timeout.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pull(
+        &mut self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        sys_flag: i32,
+        subscription: &str,
+        suspend_ms: i64,
+    ) -> Result<RemotingCommand> {
+        self.request(pull_request(
+            group,
+            topic,
+            queue_id,
+            offset,
+            sys_flag,
+            subscription,
+            suspend_ms,
+        ))
+    }
+
+    /// HEART_BEAT for one clustering push consumer of `topic` with `subscription`.
+    pub fn heartbeat(
+        &mut self,
+        client_id: &str,
+        group: &str,
+        topic: &str,
+        sub: &str,
+    ) -> Result<RemotingCommand> {
+        let body = serde_json::json!({
+            "clientID": client_id,
+            "producerDataSet": [{"groupName": "CLIENT_INNER_PRODUCER"}],
+            "consumerDataSet": [{
+                "groupName": group,
+                "consumeType": "CONSUME_PASSIVELY",
+                "messageModel": "CLUSTERING",
+                "consumeFromWhere": "CONSUME_FROM_FIRST_OFFSET",
+                "unitMode": false,
+                "subscriptionDataSet": [
+                    {"topic": topic, "subString": sub, "tagsSet": [], "codeSet": [],
+                     "subVersion": now_ms(), "expressionType": "TAG", "classFilterMode": false},
+                    {"topic": format!("%RETRY%{group}"), "subString": "*", "tagsSet": [],
+                     "codeSet": [], "subVersion": now_ms(), "expressionType": "TAG",
+                     "classFilterMode": false}
+                ]
+            }],
+            "heartbeatFingerprint": 0,
+            "withoutSub": false
+        });
+        self.request(
+            RemotingCommand::request(RequestCode::HEART_BEAT)
+                .with_body(Bytes::from(body.to_string())),
+        )
+    }
+
+    /// A request answered with one `offset` field.
+    pub fn offset_request(&mut self, cmd: RemotingCommand) -> Result<(i32, Option<i64>)> {
+        let r = self.request(cmd)?;
+        let offset = r.ext("offset").map(str::parse).transpose()?;
+        Ok((r.code, offset))
+    }
+}
+
+pub fn pull_request(
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+    offset: i64,
+    sys_flag: i32,
+    subscription: &str,
+    suspend_ms: i64,
+) -> RemotingCommand {
+    RemotingCommand::request(RequestCode::PULL_MESSAGE)
+        .with_ext("consumerGroup", group)
+        .with_ext("topic", topic)
+        .with_ext("queueId", queue_id)
+        .with_ext("queueOffset", offset)
+        .with_ext("maxMsgNums", 32)
+        .with_ext("sysFlag", sys_flag)
+        .with_ext("commitOffset", 0)
+        .with_ext("suspendTimeoutMillis", suspend_ms)
+        .with_ext("subscription", subscription)
+        .with_ext("subVersion", 0)
+        .with_ext("expressionType", "TAG")
+}
+
+/// PullSysFlag: SUBSCRIPTION only (use the request's expression, no hold, no commit).
+pub const PULL_FLAG_SUBSCRIPTION: i32 = 0x4;
+pub const PULL_FLAG_SUSPEND: i32 = 0x2;
+pub const PULL_FLAG_COMMIT: i32 = 0x1;
+
+pub fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(0)
+}
+
+/// A properties string from pairs.
+pub fn props(pairs: &[(&str, &str)]) -> String {
+    let mut s = String::new();
+    for (k, v) in pairs {
+        s.push_str(k);
+        s.push('\u{1}');
+        s.push_str(v);
+        s.push('\u{2}');
+    }
+    s
+}
+
+/// A decoded stored record (the fields tests look at).
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub queue_id: u32,
+    pub queue_offset: u64,
+    pub commit_log_offset: u64,
+    pub reconsume_times: i32,
+    pub store_host: SocketAddr,
+    pub born_host: SocketAddr,
+    pub topic: String,
+    pub body: Vec<u8>,
+    pub properties: String,
+}
+
+impl Record {
+    pub fn property(&self, name: &str) -> Option<&str> {
+        engine::properties::get(&self.properties, name)
+    }
+}
+
+/// Splits a PULL/QUERY/VIEW body into records.
+pub fn decode_records(body: &[u8]) -> Result<Vec<Record>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < body.len() {
+        let rest = &body[pos..];
+        let view = engine::record::decode(rest)
+            .map_err(|e| anyhow::anyhow!("bad record at byte {pos}: {e:?}"))?;
+        out.push(Record {
+            queue_id: view.queue_id().0,
+            queue_offset: view.queue_offset().0,
+            commit_log_offset: view.commit_log_offset().0,
+            reconsume_times: view.reconsume_times(),
+            store_host: view.store_host(),
+            born_host: view.born_host(),
+            topic: view.topic().to_string(),
+            body: view.body().to_vec(),
+            properties: view.properties().to_string(),
+        });
+        pos += usize::try_from(view.total_size())?;
+    }
+    Ok(out)
+}
+
+/// Response code name for assertion messages.
+pub fn code_of(r: &RemotingCommand) -> String {
+    format!(
+        "code {} remark {:?} ext {:?}",
+        r.code, r.remark, r.ext_fields
+    )
+}
+
+/// Asserts SUCCESS with a helpful message.
+pub fn assert_success(r: &RemotingCommand) {
+    assert_eq!(r.code, ResponseCode::SUCCESS, "{}", code_of(r));
+}
+
+/// Header field parsed as i64.
+pub fn ext_i64(r: &RemotingCommand, name: &str) -> i64 {
+    r.ext(name)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing: {}", code_of(r)))
+}

@@ -1,0 +1,95 @@
+//! Long polling (REMOTING.md §7.1): a PULL with SUSPEND and nothing new is held until an
+//! append to its queue wakes it, or until its suspend timeout; other requests on the same
+//! connection are answered meanwhile.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use broker::remoting::{RemotingCommand, RequestCode, ResponseCode};
+use common::*;
+
+/// A held pull is answered by the append from another connection, well before its timeout.
+#[test]
+fn held_pull_is_woken_by_an_append_to_its_queue() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut producer = broker.client()?;
+    assert_success(&producer.send_message("LpTopic", 0, b"first", "")?);
+    let mut consumer = broker.client()?;
+    let flags = PULL_FLAG_SUBSCRIPTION | PULL_FLAG_SUSPEND;
+    let started = Instant::now();
+    let opaque = consumer.send(pull_request("g", "LpTopic", 0, 1, flags, "*", 15_000))?;
+
+    // The pull is held: nothing arrives for a while.
+    assert!(
+        consumer.read_frame(Duration::from_millis(500))?.is_none(),
+        "pull answered early"
+    );
+    // Another request on the same connection is answered while the pull is held.
+    let max = consumer.request(
+        RemotingCommand::request(RequestCode::GET_MAX_OFFSET)
+            .with_ext("topic", "LpTopic")
+            .with_ext("queueId", 0),
+    )?;
+    assert_eq!(max.ext("offset"), Some("1"));
+    // An append to a different queue does not wake it.
+    assert_success(&producer.send_message("LpTopic", 1, b"other queue", "")?);
+    assert!(
+        consumer.read_frame(Duration::from_millis(300))?.is_none(),
+        "woken by another queue"
+    );
+
+    assert_success(&producer.send_message("LpTopic", 0, b"second", "")?);
+    let r = consumer.wait_response(opaque, Duration::from_secs(10))?;
+    let waited = started.elapsed();
+    assert_success(&r);
+    assert!(waited < Duration::from_secs(10), "woken after {waited:?}");
+    let records = decode_records(&r.body)?;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].body, b"second");
+    assert_eq!(ext_i64(&r, "nextBeginOffset"), 2);
+    Ok(())
+}
+
+/// With no append, the held pull answers PULL_NOT_FOUND after its suspend timeout.
+#[test]
+fn held_pull_times_out_with_pull_not_found() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut c = broker.client()?;
+    let flags = PULL_FLAG_SUBSCRIPTION | PULL_FLAG_SUSPEND;
+    // A fresh, empty queue of an existing topic: offset 0 = max.
+    assert_success(&c.send_message("LpTimeout", 1, b"x", "")?);
+    let started = Instant::now();
+    let r = c.pull("g", "LpTimeout", 0, 0, flags, "*", 1_000)?;
+    let waited = started.elapsed();
+    assert_eq!(r.code, ResponseCode::PULL_NOT_FOUND, "{}", code_of(&r));
+    assert_eq!(ext_i64(&r, "nextBeginOffset"), 0);
+    assert!(
+        waited >= Duration::from_millis(900),
+        "answered after only {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "answered after {waited:?}");
+    Ok(())
+}
+
+/// Without the SUSPEND flag a pull with nothing new answers at once.
+#[test]
+fn pull_without_suspend_answers_at_once() -> Result<()> {
+    let broker = Broker::start()?;
+    let mut c = broker.client()?;
+    assert_success(&c.send_message("LpNoSuspend", 0, b"x", "")?);
+    let started = Instant::now();
+    let r = c.pull(
+        "g",
+        "LpNoSuspend",
+        0,
+        1,
+        PULL_FLAG_SUBSCRIPTION,
+        "*",
+        15_000,
+    )?;
+    assert_eq!(r.code, ResponseCode::PULL_NOT_FOUND, "{}", code_of(&r));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    Ok(())
+}

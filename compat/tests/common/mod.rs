@@ -1,0 +1,889 @@
+//! Shared setup for the compatibility tests: a real `petrel` process on ports the test picks,
+//! a RocketMQ client runtime (rocketmq-client-rust 1.0.0, unchanged), and small helpers to
+//! collect what consumers receive with bounded waits.
+//!
+//! Every wait here is bounded; a test fails with a message instead of hanging.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use rocketmq_client_rust::{
+    ClientConfig, ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
+    ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
+    MessageListenerConcurrently, TelemetryHandle,
+};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
+use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
+use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+
+/// Number of shards every test broker runs (each one is a logical broker `petrel_<i>`).
+pub const SHARDS: u16 = 2;
+/// brokerName in the test broker.conf; shard i registers as `petrel_<i>`.
+pub const BROKER_NAME: &str = "petrel";
+
+// ------------------------------------------------------------------------------------------
+// The petrel process
+// ------------------------------------------------------------------------------------------
+
+/// Locates the `petrel` binary: `$PETREL_BIN`, else next to this test executable
+/// (`<target>/<profile>/petrel`, which `cargo build --workspace` produces), else
+/// `<workspace>/target/{debug,release}/petrel`.
+pub fn petrel_bin() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("PETREL_BIN") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!("PETREL_BIN={} is not a file", p.display());
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        // <target>/<profile>/deps/<test-binary>
+        if let Some(profile_dir) = exe.parent().and_then(Path::parent) {
+            candidates.push(profile_dir.join("petrel"));
+        }
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(&dir).join("debug/petrel"));
+    }
+    candidates.push(workspace.join("target/debug/petrel"));
+    candidates.push(workspace.join("target/release/petrel"));
+    for c in &candidates {
+        if c.is_file() {
+            return Ok(c.clone());
+        }
+    }
+    bail!(
+        "petrel binary not found (looked at {:?}); run `cargo build -p broker --bin petrel` \
+         or set PETREL_BIN",
+        candidates
+    )
+}
+
+static PORT_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Picks `count` consecutive free loopback ports below the kernel's ephemeral range
+/// (32768+), so that no client's outgoing connection can take them before petrel binds.
+pub fn free_port_block(count: u16) -> Result<u16> {
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().wrapping_mul(2_654_435_761)
+        ^ PORT_SEQ
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(40_503);
+    let mut x = seed | 1;
+    for _ in 0..500 {
+        // xorshift
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let base = 20_000 + (x % 12_000) as u16;
+        let mut held = Vec::new();
+        for i in 0..count {
+            match TcpListener::bind(("127.0.0.1", base + i)) {
+                Ok(l) => held.push(l),
+                Err(_) => break,
+            }
+        }
+        if held.len() == usize::from(count) {
+            return Ok(base);
+        }
+    }
+    bail!("no block of {count} free loopback ports found")
+}
+
+/// A `petrel` child process with its own temp store dir and ports. Killed on drop.
+pub struct Petrel {
+    child: Option<Child>,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    pub namesrv_port: u16,
+    pub listen_port: u16,
+    starts: u32,
+}
+
+impl Petrel {
+    /// Starts a fresh broker (embedded nameserver, `SHARDS` shards, SYNC_FLUSH) and waits
+    /// until every shard is registered in the nameserver.
+    pub fn start() -> Result<Petrel> {
+        let bin = petrel_bin()?;
+        // O_DIRECT needs a real filesystem: /var/tmp, not a tmpfs /tmp.
+        let base = std::env::var("COMPAT_TMPDIR").unwrap_or_else(|_| "/var/tmp".to_string());
+        let dir = tempfile::Builder::new()
+            .prefix("petrel-compat-")
+            .tempdir_in(&base)
+            .with_context(|| format!("creating a temp dir under {base}"))?;
+        let namesrv_port = free_port_block(1)?;
+        let listen_port = free_port_block(SHARDS)?;
+        let mut p = Petrel {
+            child: None,
+            bin,
+            dir,
+            namesrv_port,
+            listen_port,
+            starts: 0,
+        };
+        p.write_conf()?;
+        p.spawn()?;
+        p.wait_ready(Duration::from_secs(60))?;
+        Ok(p)
+    }
+
+    pub fn namesrv_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.namesrv_port)
+    }
+
+    pub fn shard_addr(&self, shard: u16) -> String {
+        format!("127.0.0.1:{}", self.listen_port + shard)
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn conf_path(&self) -> PathBuf {
+        self.dir.path().join("broker.conf")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("petrel-{}.log", self.starts))
+    }
+
+    fn write_conf(&self) -> Result<()> {
+        let conf = format!(
+            "# written by compat/tests/common\n\
+             brokerClusterName=PetrelCompat\n\
+             brokerName={BROKER_NAME}\n\
+             brokerIP1=127.0.0.1\n\
+             bindAddress=127.0.0.1\n\
+             listenPort={}\n\
+             namesrvListenPort={}\n\
+             storePathRootDir={}\n\
+             shards={SHARDS}\n\
+             flushDiskType=SYNC_FLUSH\n\
+             autoCreateTopicEnable=true\n\
+             defaultTopicQueueNums=4\n\
+             mappedFileSizeCommitLog=16777216\n",
+            self.listen_port,
+            self.namesrv_port,
+            self.store_dir().display()
+        );
+        std::fs::write(self.conf_path(), conf).context("writing broker.conf")
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        self.starts += 1;
+        let log = File::create(self.log_path()).context("creating the petrel log file")?;
+        let log2 = log.try_clone()?;
+        let child = Command::new(&self.bin)
+            .arg("-c")
+            .arg(self.conf_path())
+            .env(
+                "RUST_LOG",
+                std::env::var("PETREL_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env_remove("NAMESRV_ADDR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .with_context(|| format!("spawning {}", self.bin.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Last `max` bytes of the current log (for failure messages).
+    pub fn log_tail(&self, max: usize) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = File::open(self.log_path()) {
+            let _ = f.read_to_string(&mut s);
+        }
+        if s.len() > max {
+            let mut cut = s.len() - max;
+            while !s.is_char_boundary(cut) {
+                cut += 1;
+            }
+            s = format!("...{}", &s[cut..]);
+        }
+        s
+    }
+
+    /// Waits until the nameserver answers and lists every shard in the TBW102 route (the
+    /// route a producer uses for a topic that does not exist yet).
+    pub fn wait_ready(&mut self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        let mut last_err: String;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "petrel exited during start-up ({status}); log:\n{}",
+                        self.log_tail(6000)
+                    );
+                }
+            }
+            match route_brokers(&self.namesrv_addr(), "TBW102") {
+                Ok(Some(names)) => {
+                    let all = (0..SHARDS).all(|i| names.contains(&format!("{BROKER_NAME}_{i}")));
+                    let ports_up = (0..SHARDS).all(|i| {
+                        TcpStream::connect_timeout(
+                            &self.shard_addr(i).parse::<SocketAddr>().expect("addr"),
+                            Duration::from_millis(500),
+                        )
+                        .is_ok()
+                    });
+                    if all && ports_up {
+                        return Ok(());
+                    }
+                    last_err = format!("TBW102 route lists {names:?}, shard ports up: {ports_up}");
+                }
+                Ok(None) => last_err = "TBW102 route: TOPIC_NOT_EXIST".into(),
+                Err(e) => last_err = format!("{e:#}"),
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "petrel not ready after {limit:?}: {last_err}; log:\n{}",
+                    self.log_tail(6000)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit. Returns the exit status text.
+    pub fn stop_graceful(&mut self, limit: Duration) -> Result<String> {
+        let Some(mut child) = self.child.take() else {
+            bail!("petrel is not running")
+        };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.to_string());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "petrel did not exit within {limit:?} of SIGTERM; log:\n{}",
+                    self.log_tail(6000)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL (a crash): nothing is flushed or unregistered.
+    pub fn kill_hard(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().context("SIGKILL petrel")?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts petrel again on the same store dir and ports, and waits until it is ready.
+    pub fn restart(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            bail!("restart() while petrel is still running");
+        }
+        // The shard ports may be in TIME_WAIT for a moment; petrel must still bind them
+        // (SO_REUSEADDR). Retry the spawn a few times if it exits immediately.
+        self.spawn()?;
+        self.wait_ready(Duration::from_secs(60))
+    }
+
+    /// The whole log of every start of this broker (for failure messages).
+    pub fn all_logs(&self) -> String {
+        let mut out = String::new();
+        for i in 1..=self.starts {
+            let p = self.dir.path().join(format!("petrel-{i}.log"));
+            if let Ok(s) = std::fs::read_to_string(&p) {
+                out.push_str(&format!("---- petrel start #{i} ----\n{s}"));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Petrel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() || std::env::var_os("COMPAT_SHOW_LOG").is_some() {
+            let logs = self.all_logs();
+            let tail = if logs.len() > 20_000 {
+                &logs[logs.len() - 20_000..]
+            } else {
+                &logs[..]
+            };
+            eprintln!("==== petrel log (tail) ====\n{tail}\n==== end of petrel log ====");
+        }
+        if std::env::var_os("COMPAT_KEEP_STORE").is_some() {
+            let path = std::mem::replace(&mut self.dir, tempfile::TempDir::new().expect("tmp"));
+            eprintln!("keeping {}", path.keep().display());
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Minimal raw remoting requests (only to observe the broker from outside; the client under
+// test never uses these). JSON header encoding, REMOTING.md §1.
+// ------------------------------------------------------------------------------------------
+
+static OPAQUE: AtomicU32 = AtomicU32::new(1);
+
+/// A response to `raw_request`.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub code: i32,
+    pub remark: Option<String>,
+    pub ext: serde_json::Map<String, serde_json::Value>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn ext_str(&self, k: &str) -> Option<String> {
+        self.ext.get(k).map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+}
+
+/// Sends one request and returns the response.
+pub fn raw_request(
+    addr: &str,
+    code: i32,
+    ext: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<RawResponse> {
+    let sa: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("bad address {addr}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&sa, timeout).with_context(|| format!("connect {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let opaque = OPAQUE.fetch_add(1, Ordering::Relaxed) as i32;
+    let ext_fields: serde_json::Map<String, serde_json::Value> = ext
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+        .collect();
+    let header = serde_json::json!({
+        "code": code, "language": "JAVA", "version": 453, "opaque": opaque, "flag": 0,
+        "extFields": ext_fields,
+    })
+    .to_string();
+    let hb = header.as_bytes();
+    let mut frame = Vec::with_capacity(8 + hb.len());
+    frame.extend_from_slice(&((4 + hb.len()) as u32).to_be_bytes());
+    frame.extend_from_slice(&(hb.len() as u32).to_be_bytes()); // serializeType 0 = JSON
+    frame.extend_from_slice(hb);
+    s.write_all(&frame)?;
+    loop {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).context("reading response length")?;
+        let total = u32::from_be_bytes(len) as usize;
+        if !(4..=64 << 20).contains(&total) {
+            bail!("bad response frame length {total}");
+        }
+        let mut buf = vec![0u8; total];
+        s.read_exact(&mut buf).context("reading response frame")?;
+        let hlen = (u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) & 0x00FF_FFFF) as usize;
+        if buf[0] != 0 {
+            bail!(
+                "response uses serializeType {} (expected JSON replies)",
+                buf[0]
+            );
+        }
+        if 4 + hlen > total {
+            bail!("header length {hlen} exceeds frame {total}");
+        }
+        let h: serde_json::Value =
+            serde_json::from_slice(&buf[4..4 + hlen]).with_context(|| {
+                format!(
+                    "response header is not JSON: {:?}",
+                    String::from_utf8_lossy(&buf[4..4 + hlen])
+                )
+            })?;
+        if h.get("opaque").and_then(|v| v.as_i64()) != Some(i64::from(opaque)) {
+            continue; // not ours (e.g. a server-initiated request)
+        }
+        let rcode = h
+            .get("code")
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| anyhow!("no code in {h}"))?;
+        let remark = h.get("remark").and_then(|v| v.as_str()).map(str::to_string);
+        let ext = h
+            .get("extFields")
+            .and_then(|v| v.as_object())
+            .cloned()
+            .unwrap_or_default();
+        return Ok(RawResponse {
+            code: rcode as i32,
+            remark,
+            ext,
+            body: buf[4 + hlen..].to_vec(),
+        });
+    }
+}
+
+/// GET_ROUTEINFO_BY_TOPIC (105): Ok(None) for TOPIC_NOT_EXIST (17), else the broker names.
+pub fn route_brokers(namesrv: &str, topic: &str) -> Result<Option<Vec<String>>> {
+    let RawResponse {
+        code, remark, body, ..
+    } = raw_request(namesrv, 105, &[("topic", topic)], Duration::from_secs(3))?;
+    match code {
+        0 => {}
+        17 => return Ok(None),
+        c => bail!("GET_ROUTEINFO_BY_TOPIC {topic}: code {c} remark {remark:?}"),
+    }
+    // The body is fastjson-style JSON; brokerName values are plain strings either way.
+    let text = String::from_utf8_lossy(&body);
+    let mut names = Vec::new();
+    let mut rest: &str = &text;
+    while let Some(i) = rest.find("brokerName") {
+        rest = &rest[i + "brokerName".len()..];
+        if let Some(q1) = rest
+            .find(':')
+            .and_then(|c| rest[c..].find('"').map(|q| c + q + 1))
+        {
+            if let Some(q2) = rest[q1..].find('"') {
+                let n = rest[q1..q1 + q2].to_string();
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+    }
+    Ok(Some(names))
+}
+
+/// GET_CONSUMER_LIST_BY_GROUP (38) on one shard: the client ids of the group.
+pub fn consumer_ids(broker: &str, group: &str) -> Result<Vec<String>> {
+    let RawResponse {
+        code, remark, body, ..
+    } = raw_request(
+        broker,
+        38,
+        &[("consumerGroup", group)],
+        Duration::from_secs(3),
+    )?;
+    if code != 0 {
+        bail!("GET_CONSUMER_LIST_BY_GROUP {group}: code {code} remark {remark:?}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .with_context(|| format!("body: {:?}", String::from_utf8_lossy(&body)))?;
+    Ok(v.get("consumerIdList")
+        .and_then(|l| l.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+// ------------------------------------------------------------------------------------------
+// The client side
+// ------------------------------------------------------------------------------------------
+
+static ENV_ONCE: Once = Once::new();
+
+/// Process-wide client settings that the crate reads from the environment.
+fn init_client_env() {
+    ENV_ONCE.call_once(|| {
+        // Broadcasting consumers keep offsets in local files; keep them out of $HOME.
+        let dir =
+            std::env::temp_dir().join(format!("petrel-compat-offsets-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        std::env::set_var("rocketmq.client.localOffsetStoreDir", &dir);
+        // A namesrv address from the user's environment must not leak into the tests.
+        std::env::remove_var("NAMESRV_ADDR");
+    });
+}
+
+/// One Tokio runtime (owned by rocketmq-runtime, as the crate requires) plus one
+/// `ClientRuntime`, the lifecycle owner of every producer/consumer built from it.
+pub struct ClientEnv {
+    owner: Option<RuntimeOwner>,
+    rt: Arc<ClientRuntime>,
+}
+
+impl ClientEnv {
+    pub fn new(scope: &str) -> Result<ClientEnv> {
+        init_client_env();
+        let owner = RuntimeOwner::plan(RuntimeConfig {
+            thread_name: format!("compat-{scope}"),
+            ..Default::default()
+        })
+        .map_err(|e| anyhow!("runtime config: {e}"))?
+        .build()
+        .map_err(|e| anyhow!("runtime build: {e}"))?;
+        let rt = ClientRuntime::try_new(
+            owner.root_context().component("client"),
+            ClientRuntimeConfig {
+                shutdown_timeout: Duration::from_secs(10),
+                ..Default::default()
+            },
+            TelemetryHandle::noop(),
+        )
+        .map_err(|e| anyhow!("client runtime: {e}"))?;
+        Ok(ClientEnv {
+            owner: Some(owner),
+            rt,
+        })
+    }
+
+    /// Runs the scenario on the client runtime with a hard time limit, then shuts the
+    /// client runtime down (bounded).
+    pub fn run<F, Fut, T>(mut self, limit: Duration, scenario: F) -> Result<T>
+    where
+        F: FnOnce(Arc<ClientRuntime>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let owner = self.owner.take().expect("owner");
+        let rt = self.rt.clone();
+        let fut = scenario(rt.clone());
+        let out = owner.block_on(async move {
+            let r = match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(anyhow!("scenario timed out after {limit:?}")),
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(15), rt.shutdown()).await;
+            r
+        });
+        let _ = owner.shutdown_runtime_blocking_with_timeout(Duration::from_secs(5));
+        out
+    }
+}
+
+/// Unique-per-run name suffix (topics and groups must not collide between tests).
+pub fn unique(prefix: &str) -> String {
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{}", std::process::id(), n % 1_000_000_000)
+}
+
+pub fn message(topic: &str, tag: &str, body: &str) -> Message {
+    Message::builder()
+        .topic(topic)
+        .tags(tag)
+        .body_slice(body.as_bytes())
+        .build_unchecked()
+}
+
+pub fn producer(rt: &Arc<ClientRuntime>, namesrv: &str, group: &str) -> DefaultMQProducer {
+    DefaultMQProducer::builder(rt.clone())
+        .producer_group(group.to_string())
+        .name_server_addr(namesrv.to_string())
+        .send_msg_timeout(5_000)
+        .build()
+}
+
+/// One received message, as the listener saw it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub topic: String,
+    pub body: String,
+    pub tags: Option<String>,
+    pub queue_id: i32,
+    pub queue_offset: i64,
+    pub msg_id: String,
+    pub reconsume_times: i32,
+    /// Set by the client from the queue it pulled from (may be empty).
+    pub broker_name: String,
+}
+
+impl Received {
+    pub fn from_ext(m: &MessageExt) -> Received {
+        Received {
+            topic: m.topic().to_string(),
+            body: m
+                .body()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
+            tags: m.get_tags().map(|t| t.to_string()),
+            queue_id: m.queue_id(),
+            queue_offset: m.queue_offset(),
+            msg_id: m.msg_id().to_string(),
+            reconsume_times: m.reconsume_times(),
+            broker_name: m.broker_name().to_string(),
+        }
+    }
+}
+
+/// Thread-safe list of everything a consumer received.
+#[derive(Clone, Default)]
+pub struct Inbox(pub Arc<Mutex<Vec<Received>>>);
+
+impl Inbox {
+    pub fn snapshot(&self) -> Vec<Received> {
+        self.0.lock().expect("inbox").clone()
+    }
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("inbox").len()
+    }
+    pub fn bodies(&self) -> Vec<String> {
+        self.snapshot().into_iter().map(|r| r.body).collect()
+    }
+    pub fn push(&self, r: Received) {
+        self.0.lock().expect("inbox").push(r);
+    }
+
+    /// Waits until `pred(received)` holds, polling every 50 ms, at most `limit`.
+    pub async fn wait_until(
+        &self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&[Received]) -> bool,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let snap = self.snapshot();
+            if pred(&snap) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let mut bodies: Vec<&str> = snap.iter().map(|r| r.body.as_str()).collect();
+                bodies.sort_unstable();
+                bail!("timed out after {limit:?} waiting for {what}; received {} messages: {bodies:?}", snap.len());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A concurrently-consuming listener that records every message and acks it.
+pub struct Recorder(pub Inbox);
+
+impl MessageListenerConcurrently for Recorder {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        for m in msgs {
+            self.0.push(Received::from_ext(m));
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+pub struct PushOpts<'a> {
+    pub group: &'a str,
+    pub topic: &'a str,
+    pub expression: &'a str,
+    pub model: MessageModel,
+    pub from: ConsumeFromWhere,
+    /// Needed when several consumers of one group live in this process with the same
+    /// client id (broadcasting keeps the default instance name "DEFAULT").
+    pub instance_name: Option<String>,
+}
+
+impl<'a> PushOpts<'a> {
+    pub fn clustering(group: &'a str, topic: &'a str) -> Self {
+        PushOpts {
+            group,
+            topic,
+            expression: "*",
+            model: MessageModel::Clustering,
+            from: ConsumeFromWhere::ConsumeFromFirstOffset,
+            instance_name: None,
+        }
+    }
+}
+
+/// Builds, subscribes and starts a push consumer that records into a new Inbox.
+pub async fn start_push_consumer(
+    rt: &Arc<ClientRuntime>,
+    namesrv: &str,
+    opts: PushOpts<'_>,
+) -> Result<(DefaultMQPushConsumer, Inbox)> {
+    let mut cfg = ClientConfig::new();
+    if let Some(name) = &opts.instance_name {
+        cfg.set_instance_name(name.as_str().into());
+    }
+    let mut consumer = DefaultMQPushConsumer::builder(rt.clone())
+        .client_config(cfg)
+        .name_server_addr(namesrv.to_string())
+        .consumer_group(opts.group.to_string())
+        .message_model(opts.model)
+        .consume_from_where(opts.from)
+        .build();
+    consumer
+        .subscribe(opts.topic, opts.expression)
+        .await
+        .map_err(|e| anyhow!("subscribe {} {}: {e}", opts.topic, opts.expression))?;
+    let inbox = Inbox::default();
+    consumer.register_message_listener_concurrently(Recorder(inbox.clone()));
+    consumer
+        .start()
+        .await
+        .map_err(|e| anyhow!("push consumer start ({}): {e}", opts.group))?;
+    Ok((consumer, inbox))
+}
+
+/// Sends `bodies` one by one with sync sends; every send must be SEND_OK.
+/// Returns (body, brokerName, queueId, queueOffset) per message.
+pub async fn send_sync_all(
+    producer: &DefaultMQProducer,
+    topic: &str,
+    tag: &str,
+    bodies: &[String],
+) -> Result<Vec<(String, String, i32, u64)>> {
+    use rocketmq_client_rust::SendStatus;
+    let mut out = Vec::with_capacity(bodies.len());
+    for b in bodies {
+        let r = producer
+            .send_with_timeout(message(topic, tag, b), 5_000)
+            .await
+            .map_err(|e| anyhow!("sync send of {b:?} to {topic} failed: {e}"))?
+            .ok_or_else(|| anyhow!("sync send of {b:?} returned no SendResult"))?;
+        if r.send_status != SendStatus::SendOk {
+            bail!("sync send of {b:?}: status {:?}", r.send_status);
+        }
+        let mq = r
+            .message_queue
+            .clone()
+            .ok_or_else(|| anyhow!("SendResult without message queue"))?;
+        out.push((
+            b.clone(),
+            mq.broker_name().to_string(),
+            mq.queue_id(),
+            r.queue_offset,
+        ));
+    }
+    Ok(out)
+}
+
+/// Counts of each body (to check exactly-once / at-least-once).
+pub fn body_counts(rs: &[Received]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in rs {
+        *m.entry(r.body.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Asserts that `got` holds every body in `expected` and nothing else (duplicates allowed
+/// only when `allow_dupes`).
+pub fn assert_same_bodies(got: &[Received], expected: &[String], allow_dupes: bool) -> Result<()> {
+    let counts = body_counts(got);
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|b| !counts.contains_key(*b))
+        .collect();
+    let unexpected: Vec<&String> = counts.keys().filter(|b| !expected.contains(b)).collect();
+    let dupes: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    if !missing.is_empty() || !unexpected.is_empty() || (!allow_dupes && !dupes.is_empty()) {
+        bail!(
+            "received bodies differ: missing {missing:?}, unexpected {unexpected:?}, duplicated {dupes:?} \
+             (got {} messages, expected {})",
+            got.len(),
+            expected.len()
+        );
+    }
+    Ok(())
+}
+
+pub fn bodies(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}-{i:04}")).collect()
+}
+
+/// Reads a topic back with a fresh clustering push consumer (own group, from the first
+/// offset) until every body in `expected` has arrived (bounded by `limit`), waits `settle`
+/// for anything extra, shuts the consumer down and returns everything received.
+pub async fn read_back(
+    rt: &Arc<ClientRuntime>,
+    namesrv: &str,
+    topic: &str,
+    expression: &str,
+    expected: &[String],
+    limit: Duration,
+    settle: Duration,
+) -> Result<Vec<Received>> {
+    let group = unique("CompatReader");
+    let opts = PushOpts {
+        expression,
+        ..PushOpts::clustering(&group, topic)
+    };
+    let (mut consumer, inbox) = start_push_consumer(rt, namesrv, opts).await?;
+    let want: Vec<String> = expected.to_vec();
+    let waited = inbox
+        .wait_until(
+            limit,
+            &format!("{} messages on {topic}", want.len()),
+            |got| {
+                let c = body_counts(got);
+                want.iter().all(|b| c.contains_key(b))
+            },
+        )
+        .await;
+    if waited.is_ok() {
+        tokio::time::sleep(settle).await;
+    }
+    consumer.shutdown().await;
+    waited?;
+    Ok(inbox.snapshot())
+}
+
+/// QUERY_CONSUMER_OFFSET (14) on one shard: Some(offset), or None for QUERY_NOT_FOUND (22).
+pub fn committed_offset(
+    broker: &str,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+) -> Result<Option<i64>> {
+    let q = queue_id.to_string();
+    let r = raw_request(
+        broker,
+        14,
+        &[("consumerGroup", group), ("topic", topic), ("queueId", &q)],
+        Duration::from_secs(3),
+    )?;
+    match r.code {
+        0 => {
+            let off = r
+                .ext_str("offset")
+                .ok_or_else(|| anyhow!("QUERY_CONSUMER_OFFSET: no offset in {:?}", r.ext))?;
+            Ok(Some(
+                off.parse().with_context(|| format!("offset {off:?}"))?,
+            ))
+        }
+        22 => Ok(None),
+        c => bail!(
+            "QUERY_CONSUMER_OFFSET {group} {topic} {queue_id}: code {c} remark {:?}",
+            r.remark
+        ),
+    }
+}
+
+/// The shard address that serves broker name `petrel_<i>`.
+pub fn shard_of(broker_name: &str) -> Option<u16> {
+    broker_name
+        .strip_prefix(&format!("{BROKER_NAME}_"))?
+        .parse()
+        .ok()
+}

@@ -1,0 +1,148 @@
+//! Two push consumers in one clustering group share the topic's queues: both register with
+//! every shard (HEART_BEAT, GET_CONSUMER_LIST_BY_GROUP), the queues are split between them
+//! (rebalance, helped by NOTIFY_CONSUMER_IDS_CHANGED), nothing is lost, and once the split
+//! is stable each message goes to exactly one of them.
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, ensure, Result};
+use common::*;
+
+#[test]
+fn two_consumers_in_one_group_share_the_queues() -> Result<()> {
+    let broker = Petrel::start()?;
+    let ns = broker.namesrv_addr();
+    let shard_addrs: Vec<String> = (0..SHARDS).map(|i| broker.shard_addr(i)).collect();
+    let topic = unique("CompatShare");
+    let group = unique("CompatShareGroup");
+    ClientEnv::new("share")?.run(Duration::from_secs(200), |rt| async move {
+        let mut p = producer(&rt, &ns, &unique("CompatShareProducer"));
+        p.start()
+            .await
+            .map_err(|e| anyhow!("producer start: {e}"))?;
+        let warm = bodies("warm", 0..8);
+        send_sync_all(&p, &topic, "TagShare", &warm).await?;
+
+        let (mut c1, in1) =
+            start_push_consumer(&rt, &ns, PushOpts::clustering(&group, &topic)).await?;
+        let (mut c2, in2) =
+            start_push_consumer(&rt, &ns, PushOpts::clustering(&group, &topic)).await?;
+
+        let result = async {
+            // Both consumers must be registered on every shard.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+            loop {
+                let mut counts = Vec::new();
+                for a in &shard_addrs {
+                    counts.push(
+                        consumer_ids(a, &group)
+                            .map(|v| v.len())
+                            .map_err(|e| format!("{e:#}")),
+                    );
+                }
+                if counts.iter().all(|c| matches!(c, Ok(2))) {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    bail!(
+                        "GET_CONSUMER_LIST_BY_GROUP per shard after 40 s: {counts:?} (want 2 each)"
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+
+            // Trickle messages until both consumers receive some (the rebalance has split the
+            // queues), bounded at 60 s (the client's own rebalance period is 20 s).
+            let mut sent = warm.clone();
+            let mut i = 0;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let b = format!("trickle-{i:04}");
+                i += 1;
+                send_sync_all(&p, &topic, "TagShare", std::slice::from_ref(&b)).await?;
+                sent.push(b);
+                let got1 = in1.bodies().iter().any(|b| b.starts_with("trickle"));
+                let got2 = in2.bodies().iter().any(|b| b.starts_with("trickle"));
+                if got1 && got2 {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    bail!(
+                        "after 60 s of sending, consumer 1 got {} and consumer 2 got {} messages: \
+                         the group's queues were not shared",
+                        in1.len(),
+                        in2.len()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await; // let the split settle
+
+            let steady = bodies("steady", 0..32);
+            send_sync_all(&p, &topic, "TagShare", &steady).await?;
+            sent.extend(steady.iter().cloned());
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let c: BTreeSet<String> = in1.bodies().into_iter().chain(in2.bodies()).collect();
+                if sent.iter().all(|b| c.contains(b)) {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    let missing: Vec<&String> = sent.iter().filter(|b| !c.contains(*b)).collect();
+                    bail!("messages never consumed by the group: {missing:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+
+            let s1: Vec<Received> = in1
+                .snapshot()
+                .into_iter()
+                .filter(|r| r.body.starts_with("steady"))
+                .collect();
+            let s2: Vec<Received> = in2
+                .snapshot()
+                .into_iter()
+                .filter(|r| r.body.starts_with("steady"))
+                .collect();
+            ensure!(
+                !s1.is_empty() && !s2.is_empty(),
+                "steady state: consumer 1 got {}, consumer 2 got {}",
+                s1.len(),
+                s2.len()
+            );
+            let mut both: Vec<Received> = s1.clone();
+            both.extend(s2.iter().cloned());
+            assert_same_bodies(&both, &steady, false)
+                .map_err(|e| anyhow!("steady state, the two consumers together: {e}"))?;
+            // Each queue belongs to one consumer.
+            let q1: BTreeSet<(String, i32)> = s1
+                .iter()
+                .map(|r| (r.broker_name.clone(), r.queue_id))
+                .collect();
+            let q2: BTreeSet<(String, i32)> = s2
+                .iter()
+                .map(|r| (r.broker_name.clone(), r.queue_id))
+                .collect();
+            if s1
+                .iter()
+                .chain(s2.iter())
+                .all(|r| !r.broker_name.is_empty())
+            {
+                let shared: Vec<_> = q1.intersection(&q2).collect();
+                ensure!(
+                    shared.is_empty(),
+                    "queues consumed by both consumers: {shared:?}"
+                );
+            }
+            Ok(())
+        }
+        .await;
+        c1.shutdown().await;
+        c2.shutdown().await;
+        p.shutdown().await;
+        result
+    })
+}

@@ -1,0 +1,58 @@
+//! One commitlog segment: a preallocated, zero-filled file named by its 20-digit base offset.
+//! Records never span two segments; the end of a segment holds the 8-byte blank
+//! `[remaining i32][0xCBD43194]` (REMOTING.md §5.2).
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::disk::{numbered_path, Disk, DiskFile, Preallocation};
+use crate::error::IoError;
+
+/// An open segment file. Shared (`Rc`) by the log and any reader in progress, so deleting the
+/// segment never breaks a read already under way (the open handle keeps the inode).
+pub(crate) struct Segment {
+    pub(crate) base: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Rc<dyn DiskFile>,
+}
+
+/// Parses a segment file name (20 decimal digits).
+pub(crate) fn parse_name(name: &str) -> Option<u64> {
+    (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| name.parse().ok())
+        .flatten()
+}
+
+/// Opens an existing segment.
+pub(crate) async fn open(disk: &dyn Disk, dir: &Path, base: u64) -> Result<Segment, IoError> {
+    let path = numbered_path(dir, base);
+    let file = disk.open(&path).await?;
+    Ok(Segment { base, path, file })
+}
+
+/// Creates (or recreates) a segment: preallocated and zero-filled, then synced.
+pub(crate) async fn create(
+    disk: &dyn Disk,
+    dir: &Path,
+    base: u64,
+    size: u64,
+) -> Result<Segment, IoError> {
+    let path = numbered_path(dir, base);
+    let file = disk.open(&path).await?;
+    file.preallocate(size, Preallocation::ZeroFill).await?;
+    file.sync().await?;
+    Ok(Segment { base, path, file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_twenty_digits() {
+        assert_eq!(numbered_path(Path::new("d"), 1 << 30), Path::new("d/00000000001073741824"));
+        assert_eq!(parse_name("00000000001073741824"), Some(1 << 30));
+        assert_eq!(parse_name("0000000000107374182"), None);
+        assert_eq!(parse_name("0000000000107374182x"), None);
+    }
+}

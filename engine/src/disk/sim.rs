@@ -1,0 +1,391 @@
+//! `SimDisk`: an in-memory disk for crash tests. It keeps two images of every file: what a
+//! reader sees now (`volatile`) and what survives a crash (`durable`). `sync` copies the dirty
+//! 4 KiB sectors to `durable`. `crash` then keeps, drops or tears (512-byte pieces of old and
+//! new) every sector written since the last sync, chosen by a seeded generator, and turns
+//! every handle opened before the crash into a dead one (its I/O fails).
+//! Writes and syncs can be told to fail. File creation, removal and size changes are durable
+//! at once (metadata is not simulated). Every read, write and sync yields once to the
+//! executor first, so other tasks (producers, a crash) interleave with I/O as on a real disk.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use super::{Disk, DiskFile, DiskSpace, LocalBoxFuture, Preallocation};
+use crate::clock::Clock;
+use crate::config::PAGE_SIZE_BYTES;
+use crate::error::IoError;
+
+const SECTOR: usize = PAGE_SIZE_BYTES as usize;
+const PIECE: usize = 512;
+
+/// A small seeded generator (SplitMix64) so a crash replays from its seed.
+#[derive(Clone, Debug)]
+pub struct SimRng(u64);
+
+impl SimRng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in 0..n (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+#[derive(Debug, Default)]
+struct FileData {
+    volatile: Vec<u8>,
+    durable: Vec<u8>,
+    dirty: BTreeSet<usize>,
+    modified_ms: i64,
+}
+
+struct SimState {
+    files: HashMap<PathBuf, Rc<RefCell<FileData>>>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+struct SimInner {
+    state: RefCell<SimState>,
+    generation: Cell<u64>,
+    capacity_bytes: Cell<u64>,
+    extra_used_bytes: Cell<u64>,
+    write_failures: Cell<u32>,
+    sync_failures: Cell<u32>,
+    clock: Rc<dyn Clock>,
+}
+
+/// The simulated disk. Cloning gives another handle to the same disk.
+#[derive(Clone)]
+pub struct SimDisk {
+    inner: Rc<SimInner>,
+}
+
+/// What a crash did, for the test log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CrashReport {
+    /// Unsynced sectors that survived whole.
+    pub sectors_kept: u64,
+    /// Unsynced sectors lost.
+    pub sectors_dropped: u64,
+    /// Unsynced sectors torn (a mix of old and new 512-byte pieces).
+    pub sectors_torn: u64,
+}
+
+impl SimDisk {
+    /// An empty disk of `capacity_bytes`, timestamps from `clock`.
+    pub fn new(capacity_bytes: u64, clock: Rc<dyn Clock>) -> Self {
+        Self {
+            inner: Rc::new(SimInner {
+                state: RefCell::new(SimState { files: HashMap::new(), dirs: BTreeSet::new() }),
+                generation: Cell::new(0),
+                capacity_bytes: Cell::new(capacity_bytes),
+                extra_used_bytes: Cell::new(0),
+                write_failures: Cell::new(0),
+                sync_failures: Cell::new(0),
+                clock,
+            }),
+        }
+    }
+
+    /// The next `n` writes fail with EIO.
+    pub fn fail_next_writes(&self, n: u32) {
+        self.inner.write_failures.set(n);
+    }
+
+    /// The next `n` syncs fail with EIO.
+    pub fn fail_next_syncs(&self, n: u32) {
+        self.inner.sync_failures.set(n);
+    }
+
+    /// Pretends `bytes` more are used on the disk (to drive disk-full tests).
+    pub fn set_extra_used_bytes(&self, bytes: u64) {
+        self.inner.extra_used_bytes.set(bytes);
+    }
+
+    /// Power loss: every unsynced sector is kept, dropped or torn; old handles die.
+    pub fn crash(&self, rng: &mut SimRng) -> CrashReport {
+        self.inner.generation.set(self.inner.generation.get() + 1);
+        let mut report = CrashReport::default();
+        let state = self.inner.state.borrow();
+        let mut paths: Vec<&PathBuf> = state.files.keys().collect();
+        paths.sort();
+        for p in paths {
+            let Some(f) = state.files.get(p) else { continue };
+            let mut f = f.borrow_mut();
+            let f = &mut *f;
+            let dirty = std::mem::take(&mut f.dirty);
+            for sector in dirty {
+                let start = sector * SECTOR;
+                let end = (start + SECTOR).min(f.volatile.len()).min(f.durable.len());
+                if start >= end {
+                    continue;
+                }
+                match rng.below(3) {
+                    0 => {
+                        report.sectors_kept += 1;
+                        copy_range(&mut f.durable, &f.volatile, start, end);
+                    }
+                    1 => report.sectors_dropped += 1,
+                    _ => {
+                        report.sectors_torn += 1;
+                        let mut piece = start;
+                        while piece < end {
+                            let piece_end = (piece + PIECE).min(end);
+                            if rng.below(2) == 0 {
+                                copy_range(&mut f.durable, &f.volatile, piece, piece_end);
+                            }
+                            piece = piece_end;
+                        }
+                    }
+                }
+            }
+            f.volatile = f.durable.clone();
+        }
+        report
+    }
+
+    /// Bytes a reader sees now in `path` (for tests).
+    pub fn read_whole(&self, path: &Path) -> Option<Vec<u8>> {
+        let state = self.inner.state.borrow();
+        state.files.get(path).map(|f| f.borrow().volatile.clone())
+    }
+
+    /// Overwrites bytes of `path` durably (for corruption tests).
+    pub fn corrupt(&self, path: &Path, pos: usize, data: &[u8]) {
+        let state = self.inner.state.borrow();
+        if let Some(f) = state.files.get(path) {
+            let mut f = f.borrow_mut();
+            for (i, b) in data.iter().enumerate() {
+                if let Some(x) = f.volatile.get_mut(pos + i) {
+                    *x = *b;
+                }
+                if let Some(x) = f.durable.get_mut(pos + i) {
+                    *x = *b;
+                }
+            }
+        }
+    }
+}
+
+fn copy_range(dst: &mut [u8], src: &[u8], start: usize, end: usize) {
+    if let (Some(d), Some(s)) = (dst.get_mut(start..end), src.get(start..end)) {
+        d.copy_from_slice(s);
+    }
+}
+
+fn eio(what: &str) -> io::Error {
+    io::Error::other(format!("simulated {what}"))
+}
+
+struct SimFile {
+    disk: Rc<SimInner>,
+    data: Rc<RefCell<FileData>>,
+    path: PathBuf,
+    generation: u64,
+}
+
+impl SimFile {
+    fn check_alive(&self, op: &'static str, pos: u64) -> Result<(), IoError> {
+        if self.disk.generation.get() != self.generation {
+            return Err(IoError::new(op, &self.path, pos, eio("crash: handle is dead")));
+        }
+        Ok(())
+    }
+
+    fn resize(f: &mut FileData, len: usize) {
+        f.volatile.resize(len, 0);
+        f.durable.resize(len, 0);
+    }
+}
+
+impl DiskFile for SimFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write_at<'a>(&'a self, pos: u64, data: &'a [u8]) -> LocalBoxFuture<'a, Result<(), IoError>> {
+        Box::pin(async move {
+            futures_lite::future::yield_now().await;
+            self.check_alive("write", pos)?;
+            if !pos.is_multiple_of(PAGE_SIZE_BYTES) {
+                let e = io::Error::from_raw_os_error(libc::EINVAL);
+                return Err(IoError::new("write", &self.path, pos, e));
+            }
+            if self.disk.write_failures.get() > 0 {
+                self.disk.write_failures.set(self.disk.write_failures.get() - 1);
+                return Err(IoError::new("write", &self.path, pos, eio("write failure")));
+            }
+            let len = data.len().div_ceil(SECTOR) * SECTOR;
+            let start = pos as usize;
+            let mut f = self.data.borrow_mut();
+            if f.volatile.len() < start + len {
+                Self::resize(&mut f, start + len);
+            }
+            if let Some(dst) = f.volatile.get_mut(start..start + len) {
+                let (head, tail) = dst.split_at_mut(data.len());
+                head.copy_from_slice(data);
+                tail.fill(0);
+            }
+            for s in start / SECTOR..(start + len) / SECTOR {
+                f.dirty.insert(s);
+            }
+            f.modified_ms = self.disk.clock.now_ms();
+            Ok(())
+        })
+    }
+
+    fn read_at(&self, pos: u64, len: usize) -> LocalBoxFuture<'_, Result<Vec<u8>, IoError>> {
+        Box::pin(async move {
+            futures_lite::future::yield_now().await;
+            self.check_alive("read", pos)?;
+            let f = self.data.borrow();
+            let start = (pos as usize).min(f.volatile.len());
+            let end = (start + len).min(f.volatile.len());
+            Ok(f.volatile.get(start..end).unwrap_or_default().to_vec())
+        })
+    }
+
+    fn sync(&self) -> LocalBoxFuture<'_, Result<(), IoError>> {
+        Box::pin(async move {
+            futures_lite::future::yield_now().await;
+            self.check_alive("fdatasync", 0)?;
+            if self.disk.sync_failures.get() > 0 {
+                self.disk.sync_failures.set(self.disk.sync_failures.get() - 1);
+                return Err(IoError::new("fdatasync", &self.path, 0, eio("fdatasync failure")));
+            }
+            let mut f = self.data.borrow_mut();
+            let f = &mut *f;
+            for s in std::mem::take(&mut f.dirty) {
+                let end = ((s + 1) * SECTOR).min(f.volatile.len());
+                copy_range(&mut f.durable, &f.volatile, s * SECTOR, end);
+            }
+            Ok(())
+        })
+    }
+
+    fn size(&self) -> LocalBoxFuture<'_, Result<u64, IoError>> {
+        Box::pin(async move {
+            self.check_alive("stat", 0)?;
+            Ok(self.data.borrow().volatile.len() as u64)
+        })
+    }
+
+    fn preallocate(
+        &self,
+        size: u64,
+        _how: Preallocation,
+    ) -> LocalBoxFuture<'_, Result<(), IoError>> {
+        Box::pin(async move {
+            self.check_alive("fallocate", 0)?;
+            let mut f = self.data.borrow_mut();
+            if (f.volatile.len() as u64) < size {
+                Self::resize(&mut f, size as usize);
+            }
+            Ok(())
+        })
+    }
+
+    fn truncate(&self, size: u64) -> LocalBoxFuture<'_, Result<(), IoError>> {
+        Box::pin(async move {
+            self.check_alive("truncate", size)?;
+            let mut f = self.data.borrow_mut();
+            Self::resize(&mut f, size as usize);
+            let last = (size as usize).div_ceil(SECTOR);
+            f.dirty.retain(|s| *s < last);
+            Ok(())
+        })
+    }
+}
+
+impl Disk for SimDisk {
+    fn open<'a>(&'a self, path: &'a Path) -> LocalBoxFuture<'a, Result<Rc<dyn DiskFile>, IoError>> {
+        Box::pin(async move {
+            let data = {
+                let mut state = self.inner.state.borrow_mut();
+                let parent_ok = path.parent().is_none_or(|p| state.dirs.contains(p));
+                if !parent_ok {
+                    let e = io::Error::from(io::ErrorKind::NotFound);
+                    return Err(IoError::new("open", path, 0, e));
+                }
+                state.files.entry(path.to_path_buf()).or_default().clone()
+            };
+            Ok(Rc::new(SimFile {
+                disk: self.inner.clone(),
+                data,
+                path: path.to_path_buf(),
+                generation: self.inner.generation.get(),
+            }) as Rc<dyn DiskFile>)
+        })
+    }
+
+    fn remove(&self, path: &Path) -> Result<(), IoError> {
+        match self.inner.state.borrow_mut().files.remove(path) {
+            Some(_) => Ok(()),
+            None => Err(IoError::new("remove", path, 0, io::Error::from(io::ErrorKind::NotFound))),
+        }
+    }
+
+    fn create_dir_all(&self, path: &Path) -> Result<(), IoError> {
+        let mut state = self.inner.state.borrow_mut();
+        for a in path.ancestors() {
+            state.dirs.insert(a.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn list_dir(&self, path: &Path) -> Result<Vec<String>, IoError> {
+        let state = self.inner.state.borrow();
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        let children = state.files.keys().chain(state.dirs.iter());
+        for p in children {
+            if p.parent() == Some(path) {
+                if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
+                    names.insert(n.to_string());
+                }
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> Result<(), IoError> {
+        let mut state = self.inner.state.borrow_mut();
+        state.files.retain(|p, _| !p.starts_with(path));
+        state.dirs.retain(|p| !p.starts_with(path));
+        Ok(())
+    }
+
+    fn space(&self, _path: &Path) -> Result<DiskSpace, IoError> {
+        let state = self.inner.state.borrow();
+        let used: u64 = state.files.values().map(|f| f.borrow().volatile.len() as u64).sum();
+        let used = used + self.inner.extra_used_bytes.get();
+        let total = self.inner.capacity_bytes.get();
+        Ok(DiskSpace { total_bytes: total, available_bytes: total.saturating_sub(used) })
+    }
+
+    fn modified_ms(&self, path: &Path) -> Result<i64, IoError> {
+        let state = self.inner.state.borrow();
+        state
+            .files
+            .get(path)
+            .map(|f| f.borrow().modified_ms)
+            .ok_or_else(|| IoError::new("stat", path, 0, io::Error::from(io::ErrorKind::NotFound)))
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        let state = self.inner.state.borrow();
+        state.files.contains_key(path) || state.dirs.contains(path)
+    }
+}

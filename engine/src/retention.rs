@@ -1,0 +1,113 @@
+//! Retention: expire commitlog segments by age and disk usage, and refuse writes when the
+//! disk is nearly full.
+//!
+//! Rules (RocketMQ's): at the `delete_when_hour`, segments whose last write is older than
+//! `file_reserved_time_hours` are deleted, oldest first. Above `disk_clean_ratio` this happens
+//! at any hour, and if usage stays above it the oldest segments go even before they expire.
+//! Above `disk_max_used_ratio` puts fail with `DiskFull`; reads go on, and puts resume by
+//! themselves once a later pass sees space again. The segment being written (and anything
+//! after it) is never deleted. A reader already holding a segment keeps its open handle, so a
+//! deletion never breaks a read under way.
+
+use crate::error::IoError;
+use crate::store::Store;
+
+/// Segments deleted per pass at most (spreads the I/O).
+pub(crate) const SEGMENTS_DELETED_PER_PASS_MAX: usize = 10;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// What one retention pass saw and did.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RetentionReport {
+    /// Disk usage ratio at the start.
+    pub used_ratio: f64,
+    /// Whether writes are refused after this pass.
+    pub is_disk_full: bool,
+    /// Segments deleted.
+    pub segments_deleted: usize,
+}
+
+/// Why a segment may be deleted now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    Keep,
+    Delete,
+}
+
+/// The retention table for one segment (oldest first; the first `Keep` stops the pass).
+pub(crate) fn expiry(is_expired: bool, is_delete_hour: bool, is_above_clean: bool, is_above_clean_now: bool) -> Expiry {
+    match (is_expired, is_delete_hour || is_above_clean, is_above_clean_now) {
+        (true, true, _) => Expiry::Delete,
+        (_, _, true) => Expiry::Delete,
+        (true, false, false) | (false, _, false) => Expiry::Keep,
+    }
+}
+
+pub(crate) async fn run(store: &Store) -> Result<RetentionReport, IoError> {
+    let cfg = store.config();
+    let space = store.disk.space(&cfg.root_dir)?;
+    let used_ratio = space.used_ratio();
+    let mut report = RetentionReport { used_ratio, ..Default::default() };
+    let now = store.clock.now_ms();
+    let is_delete_hour = (now / HOUR_MS).rem_euclid(24) == i64::from(cfg.delete_when_hour);
+    let is_above_clean = used_ratio >= cfg.disk_clean_ratio;
+    let reserved_ms = i64::from(cfg.file_reserved_time_hours) * HOUR_MS;
+    let active_base = store.log.segment_base_of(store.log.write_offset());
+    let candidates: Vec<u64> =
+        store.log.state.borrow().segments.keys().copied().filter(|b| *b < active_base).collect();
+    let mut ratio_now = used_ratio;
+    for base in candidates.into_iter().take(SEGMENTS_DELETED_PER_PASS_MAX) {
+        let Some(seg) = store.log.segment_for(base) else { continue };
+        let modified = store.disk.modified_ms(&seg.path).unwrap_or(now);
+        let is_expired = modified + reserved_ms <= now;
+        let is_above_clean_now = ratio_now >= cfg.disk_clean_ratio;
+        if expiry(is_expired, is_delete_hour, is_above_clean, is_above_clean_now) == Expiry::Keep {
+            break;
+        }
+        store.delete_segment(base)?;
+        report.segments_deleted += 1;
+        ratio_now = store.disk.space(&cfg.root_dir)?.used_ratio();
+    }
+    let is_full = ratio_now >= cfg.disk_max_used_ratio;
+    if is_full != store.is_disk_full.get() {
+        if is_full {
+            log::warn!("disk usage {ratio_now:.3} >= {}: refusing writes", cfg.disk_max_used_ratio);
+        } else {
+            log::info!("disk usage {ratio_now:.3}: accepting writes again");
+        }
+    }
+    store.is_disk_full.set(is_full);
+    report.is_disk_full = is_full;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_segment_is_deleted_at_the_delete_hour() {
+        assert_eq!(expiry(true, true, false, false), Expiry::Delete);
+    }
+
+    #[test]
+    fn expired_segment_waits_for_the_delete_hour() {
+        assert_eq!(expiry(true, false, false, false), Expiry::Keep);
+    }
+
+    #[test]
+    fn young_segment_is_kept_below_high_water() {
+        assert_eq!(expiry(false, true, false, false), Expiry::Keep);
+    }
+
+    #[test]
+    fn above_high_water_expired_goes_at_any_hour() {
+        assert_eq!(expiry(true, false, true, false), Expiry::Delete);
+    }
+
+    #[test]
+    fn above_high_water_even_young_segments_go() {
+        assert_eq!(expiry(false, false, true, true), Expiry::Delete);
+    }
+}
