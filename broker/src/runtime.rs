@@ -20,14 +20,14 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures_lite::future;
-use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpStream;
 use glommio::{LocalExecutorBuilder, LocalExecutorPoolBuilder, Placement, PoolPlacement};
 
@@ -35,7 +35,7 @@ use crate::config::BrokerConfig;
 use crate::namesrv::{self, Namesrv};
 use crate::remoting::connection::{accept_loop, ConnectionLimits, ConnectionTracker, StopSignal};
 use crate::remoting::{RemotingCommand, RequestCode, ResponseCode, FRAME_SIZE_MAX_DEFAULT};
-use crate::shard::control::{self, ControlHandle, ControlMessage, CONTROL_MESH_CHANNEL_MAX};
+use crate::shard::control::{self, ControlHandle, ControlMessage};
 use crate::shard::{Shard, ShardContext};
 
 /// Registered DMA memory per executor (see the module doc).
@@ -44,6 +44,12 @@ pub const IO_MEMORY_BYTES: usize = 1 << 20;
 pub const RING_DEPTH: usize = 256;
 /// glommio's preemption timer (pitfall 8).
 pub const PREEMPT_TIMER: Duration = Duration::from_millis(1);
+/// Spin this long before parking an idle executor. Besides trimming wake-up latency it works
+/// around a glommio 0.9.0 hang: when the 1 ms preempt timer fires before the executor's first
+/// task runs, `run_task_queues` reports "nothing ran" and the executor parks with nothing left
+/// to wake it (seen here in about 1 of 10 starts with 2 shards; never with a 100 ms timer).
+/// The spin polls the rings, consumes the preempt completion and lets the task run.
+pub const SPIN_BEFORE_PARK: Duration = Duration::from_micros(20);
 /// Re-registration period (RocketMQ: 30 s).
 pub const REGISTER_INTERVAL: Duration = Duration::from_secs(30);
 /// Retry period after a failed registration.
@@ -75,8 +81,8 @@ pub enum RuntimeError {
     ShardOpen { shard_id: u16, reason: String },
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
-    #[error("control mesh join failed")]
-    Mesh,
+    #[error("shard wiring failed: {0}")]
+    Wiring(String),
 }
 
 /// CPUs this process may run on (`Cpus_allowed_list` of /proc/self/status), falling back to
@@ -111,14 +117,34 @@ fn parse_cpu_list(list: &str) -> Vec<usize> {
     out
 }
 
-/// Bind a glommio listener, refusing a port already held by another listener (glommio sets
-/// SO_REUSEPORT, which would otherwise silently share the port with another process).
+/// Bind a glommio listener with SO_REUSEADDR (so a restart rebinds over TIME_WAIT sockets)
+/// and without SO_REUSEPORT (so a port held by another process is refused, not shared).
+/// Call inside a glommio executor.
 pub fn bind_listener(addr: SocketAddr) -> Result<glommio::net::TcpListener, ListenError> {
-    drop(std::net::TcpListener::bind(addr).map_err(|source| ListenError { addr, source })?);
-    glommio::net::TcpListener::bind(addr).map_err(|e| ListenError {
-        addr,
-        source: std::io::Error::from(e),
-    })
+    listen_socket::bind(addr).map_err(|source| ListenError { addr, source })
+}
+
+/// The one place with `unsafe` in the broker: handing a listening socket to glommio.
+#[allow(unsafe_code)]
+mod listen_socket {
+    use std::net::SocketAddr;
+    use std::os::fd::{FromRawFd, IntoRawFd};
+
+    use socket2::{Domain, Protocol, Socket, Type};
+
+    /// Listen backlog (glommio's own `bind` uses the same).
+    const BACKLOG: i32 = 1024;
+
+    pub(super) fn bind(addr: SocketAddr) -> std::io::Result<glommio::net::TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(BACKLOG)?;
+        let fd = socket.into_raw_fd();
+        // SAFETY: `fd` is a bound, listening TCP socket that we own (`into_raw_fd` gave up
+        // ownership); glommio takes it over and closes it when the listener drops.
+        Ok(unsafe { glommio::net::TcpListener::from_raw_fd(fd) })
+    }
 }
 
 /// `error: cause: cause` on one line, for logs.
@@ -198,18 +224,26 @@ pub fn run_broker(config: BrokerConfig, flag: Arc<ShutdownFlag>) -> Result<(), R
         );
         PoolPlacement::Fenced(shards, cpu_set)
     };
-    let mesh = MeshBuilder::<ControlMessage, _>::full(shards, CONTROL_MESH_CHANNEL_MAX);
+    // Startup wiring (used once per executor, never on a data path): shard ids in start
+    // order, and each shard's control inbox.
+    let (inbox_senders, inbox_receivers) = control::inboxes(shards);
+    let wiring = Arc::new(Wiring {
+        next_shard_id: AtomicUsize::new(0),
+        inbox_senders,
+        inbox_receivers: Mutex::new(inbox_receivers.into_iter().map(Some).collect()),
+    });
     let config = Arc::new(config);
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("shard")
         .io_memory(IO_MEMORY_BYTES)
         .ring_depth(RING_DEPTH)
         .preempt_timer(PREEMPT_TIMER)
+        .spin_before_park(SPIN_BEFORE_PARK)
         .on_all_shards(move || {
-            let mesh = mesh.clone();
+            let wiring = wiring.clone();
             let config = config.clone();
             let flag = flag.clone();
-            async move { run_shard(mesh, config, flag).await }
+            async move { run_shard(wiring, config, flag).await }
         })
         .map_err(|e| RuntimeError::Executor(e.to_string()))?;
     let mut first_error = None;
@@ -226,14 +260,38 @@ pub fn run_broker(config: BrokerConfig, flag: Arc<ShutdownFlag>) -> Result<(), R
     first_error.map_or(Ok(()), Err)
 }
 
+/// What executors take at start: their shard id and control channels.
+struct Wiring {
+    next_shard_id: AtomicUsize,
+    inbox_senders: Vec<SyncSender<ControlMessage>>,
+    inbox_receivers: Mutex<Vec<Option<Receiver<ControlMessage>>>>,
+}
+
 async fn run_shard(
-    mesh: MeshBuilder<ControlMessage, glommio::channels::channel_mesh::Full>,
+    wiring: Arc<Wiring>,
     config: Arc<BrokerConfig>,
     flag: Arc<ShutdownFlag>,
 ) -> Result<(), RuntimeError> {
-    let (senders, receivers) = mesh.join().await.map_err(|_| RuntimeError::Mesh)?;
-    let shard_id = u16::try_from(senders.peer_id()).map_err(|_| RuntimeError::Mesh)?;
-    let result = run_shard_joined(shard_id, senders, receivers, config, flag.clone()).await;
+    let index = wiring.next_shard_id.fetch_add(1, Ordering::AcqRel);
+    let shard_id =
+        u16::try_from(index).map_err(|_| RuntimeError::Wiring("too many shards".into()))?;
+    let inbox = wiring
+        .inbox_receivers
+        .lock()
+        .map_err(|_| RuntimeError::Wiring("inbox table poisoned".into()))?
+        .get_mut(index)
+        .and_then(Option::take)
+        .ok_or_else(|| RuntimeError::Wiring(format!("no inbox for shard {index}")))?;
+    let peers: Vec<(u16, SyncSender<ControlMessage>)> = wiring
+        .inbox_senders
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != index)
+        .filter_map(|(i, s)| Some((u16::try_from(i).ok()?, s.clone())))
+        .collect();
+    drop(wiring);
+    log::debug!("shard {shard_id}: started");
+    let result = run_shard_joined(shard_id, peers, inbox, config, flag.clone()).await;
     if let Err(e) = &result {
         log::error!("shard {shard_id}: {}", error_chain(e));
         flag.trigger();
@@ -243,8 +301,8 @@ async fn run_shard(
 
 async fn run_shard_joined(
     shard_id: u16,
-    senders: glommio::channels::channel_mesh::Senders<ControlMessage>,
-    receivers: glommio::channels::channel_mesh::Receivers<ControlMessage>,
+    peers: Vec<(u16, SyncSender<ControlMessage>)>,
+    inbox: Receiver<ControlMessage>,
     config: Arc<BrokerConfig>,
     flag: Arc<ShutdownFlag>,
 ) -> Result<(), RuntimeError> {
@@ -253,21 +311,32 @@ async fn run_shard_joined(
     spawn_flag_watcher(flag, stop.clone());
 
     let (control, endpoints) = ControlHandle::new(shard_id, config.shards);
-    glommio::spawn_local(control::run_forwarder(endpoints.outbox, senders)).detach();
+    glommio::spawn_local(control::run_forwarder(endpoints.outbox, peers)).detach();
     let ctx = ShardContext::new(shard_id, config.clone(), control.clone());
     let broker_name = ctx.broker_name.clone();
     let advertised = ctx.advertised_addr;
     let store_dir = ctx.store_dir.clone();
+    log::debug!(
+        "shard {shard_id}: opening the shard at {}",
+        store_dir.display()
+    );
     let shard = Shard::open(ctx)
         .await
         .map_err(|e| RuntimeError::ShardOpen {
             shard_id,
             reason: e.to_string(),
         })?;
-    {
-        let shard = shard.clone();
-        control::spawn_receivers(receivers, move |msg| shard.apply_control(msg));
-    }
+    let control_receiver = {
+        let (apply_to, stop) = (shard.clone(), stop.clone());
+        glommio::spawn_local(async move {
+            control::run_receiver(
+                inbox,
+                |msg| apply_to.apply_control(msg),
+                || stop.is_stopped(),
+            )
+            .await;
+        })
+    };
 
     // Embedded nameserver on shard 0.
     let namesrv_task = if shard_id == 0 && config.namesrv_addr.is_none() {
@@ -325,6 +394,7 @@ async fn run_shard_joined(
     }
     shard.shutdown().await;
     tracker.close_all();
+    control_receiver.await;
     if let Some(t) = namesrv_task {
         t.await;
     }
@@ -567,6 +637,7 @@ pub fn run_namesrv(addr: SocketAddr, flag: Arc<ShutdownFlag>) -> Result<(), Runt
         .io_memory(IO_MEMORY_BYTES)
         .ring_depth(RING_DEPTH)
         .preempt_timer(PREEMPT_TIMER)
+        .spin_before_park(SPIN_BEFORE_PARK)
         .spawn(move || async move {
             let stop = Rc::new(StopSignal::default());
             spawn_flag_watcher(flag, stop.clone());

@@ -202,8 +202,9 @@ fn lock_and_unlock_batch_mq() -> Result<()> {
     Ok(())
 }
 
-/// CONSUMER_SEND_MSG_BACK stores a copy in %RETRY%group (reconsumeTimes + 1, RETRY_TOPIC
-/// set), and in %DLQ%group once the client's max is reached.
+/// CONSUMER_SEND_MSG_BACK stores a copy for %RETRY%group (reconsumeTimes + 1, RETRY_TOPIC
+/// set), parked in SCHEDULE_TOPIC_XXXX at level 3 + reconsumeTimes (delivery timing is
+/// tests/delayed.rs), and in %DLQ%group once the client's max is reached.
 #[test]
 fn consumer_send_msg_back_goes_to_retry_then_dlq() -> Result<()> {
     let broker = Broker::start()?;
@@ -230,9 +231,20 @@ fn consumer_send_msg_back_goes_to_retry_then_dlq() -> Result<()> {
             .with_ext("maxReconsumeTimes", max)
     };
     assert_success(&c.request(back(offset, 16))?);
-    let r = c.pull("rgrp", "%RETRY%rgrp", 0, 0, PULL_FLAG_SUBSCRIPTION, "*", 0)?;
+    // Level 0 -> 3 + reconsumeTimes = 3: parked in queue 2 of SCHEDULE_TOPIC_XXXX for 10 s.
+    let r = c.pull(
+        "rgrp",
+        "SCHEDULE_TOPIC_XXXX",
+        2,
+        0,
+        PULL_FLAG_SUBSCRIPTION,
+        "*",
+        0,
+    )?;
     assert_success(&r);
     let retry = decode_records(&r.body)?.remove(0);
+    assert_eq!(retry.property("REAL_TOPIC"), Some("%RETRY%rgrp"));
+    assert_eq!(retry.property("REAL_QID"), Some("0"));
     assert_eq!(retry.body, b"retry me");
     assert_eq!(retry.reconsume_times, 1);
     assert_eq!(retry.property("RETRY_TOPIC"), Some("BackTopic"));

@@ -102,8 +102,94 @@ fn call(port: u16, req: RemotingCommand) -> RemotingCommand {
     }
 }
 
+struct Running {
+    proc: Proc,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Running {
+    fn start(conf: &std::path::Path) -> Running {
+        let mut child = petrel()
+            .arg("-c")
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn petrel");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            proc: Proc(child),
+            lines: rx,
+            log: Vec::new(),
+        }
+    }
+
+    fn wait_for(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log.iter().any(|l| l.contains(needle)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.log.push(l),
+                Err(_) => panic!(
+                    "no log line containing {needle:?}; got:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// SIGTERM, then the exit code.
+    fn terminate(&mut self) -> Option<i32> {
+        let pid = self.proc.0.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let code = loop {
+            if let Some(s) = self.proc.0.try_wait().expect("wait") {
+                break s.code();
+            }
+            assert!(Instant::now() < deadline, "petrel did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
+            self.log.push(l);
+        }
+        code
+    }
+}
+
+fn wait_registered(ns_port: u16, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = call(
+            ns_port,
+            RemotingCommand::request(RequestCode::GET_BROKER_CLUSTER_INFO),
+        );
+        assert_eq!(r.code, ResponseCode::SUCCESS);
+        let text = String::from_utf8(r.body.to_vec()).expect("utf8");
+        if text.contains(r#""TestCluster":["cfg_0","cfg_1"]"#) {
+            assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "shards did not register: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
-fn unknown_key_warns_and_broker_runs_registers_and_stops_on_sigterm() {
+fn unknown_key_warns_and_broker_runs_registers_stops_on_sigterm_and_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (port, ns_port) = free_ports();
     let conf = dir.path().join("broker.conf");
@@ -117,89 +203,28 @@ fn unknown_key_warns_and_broker_runs_registers_and_stops_on_sigterm() {
         ),
     )
     .expect("write conf");
-    let mut child = petrel()
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn petrel");
-    let stderr = child.stderr.take().expect("stderr");
-    let proc = Proc(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut log = Vec::new();
-    let wait_for = |log: &mut Vec<String>, needle: &str| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !log.iter().any(|l| l.contains(needle)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(l) => log.push(l),
-                Err(_) => panic!(
-                    "no log line containing {needle:?}; got:\n{}",
-                    log.join("\n")
-                ),
-            }
-        }
-    };
-    wait_for(&mut log, "unknown key thisKeyDoesNotExist");
-    wait_for(&mut log, &format!("listening on 127.0.0.1:{ns_port}"));
-    wait_for(&mut log, &format!("listening on 127.0.0.1:{port}"));
-    wait_for(&mut log, &format!("listening on 127.0.0.1:{}", port + 1));
 
-    // Both shards register with the embedded nameserver as <brokerName>_<i>.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    // Twice on the same ports: a restart right after a stop must rebind (TIME_WAIT sockets).
+    for round in 0..2 {
+        let mut run = Running::start(&conf);
+        run.wait_for("unknown key thisKeyDoesNotExist");
+        run.wait_for(&format!("listening on 127.0.0.1:{ns_port}"));
+        run.wait_for(&format!("listening on 127.0.0.1:{port}"));
+        run.wait_for(&format!("listening on 127.0.0.1:{}", port + 1));
+        wait_registered(ns_port, port);
         let r = call(
             ns_port,
-            RemotingCommand::request(RequestCode::GET_BROKER_CLUSTER_INFO),
+            RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC)
+                .with_ext("topic", "TBW102"),
         );
-        assert_eq!(r.code, ResponseCode::SUCCESS);
-        let text = String::from_utf8(r.body.to_vec()).expect("utf8");
-        if text.contains(r#""TestCluster":["cfg_0","cfg_1"]"#) {
-            assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "shards did not register: {text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let r = call(
-        ns_port,
-        RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", "TBW102"),
-    );
-    assert_eq!(r.code, ResponseCode::SUCCESS);
-
-    let mut proc = proc;
-    let pid = proc.0.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let code = loop {
-        if let Some(s) = proc.0.try_wait().expect("wait") {
-            break s.code();
-        }
-        assert!(Instant::now() < deadline, "petrel did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
-        log.push(l);
-    }
-    assert_eq!(code, Some(0), "{}", log.join("\n"));
-    assert!(
-        log.iter()
+        assert_eq!(r.code, ResponseCode::SUCCESS, "round {round}");
+        let code = run.terminate();
+        assert_eq!(code, Some(0), "round {round}: {}", run.log.join("\n"));
+        let stopped = run
+            .log
+            .iter()
             .filter(|l| l.contains("stopped (store flushed"))
-            .count()
-            == 2,
-        "{}",
-        log.join("\n")
-    );
+            .count();
+        assert_eq!(stopped, 2, "round {round}: {}", run.log.join("\n"));
+    }
 }

@@ -75,6 +75,7 @@ fn start_server(in_flight_max: usize) -> Server {
         let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .io_memory(1 << 20)
             .preempt_timer(Duration::from_millis(1))
+            .spin_before_park(broker::runtime::SPIN_BEFORE_PARK)
             .make()
             .expect("executor");
         ex.run(async move {

@@ -78,13 +78,26 @@ fn producer_batch_send_stores_each_message() -> Result<()> {
                     "{b}: tag {:?}",
                     r.tags
                 );
-                ensure!(
-                    r.queue_id == *queue && r.queue_offset == (*first_offset + i as u64) as i64,
-                    "{b}: consumed at queue {} offset {}, expected {broker_name}/{queue} offset {}",
-                    r.queue_id,
-                    r.queue_offset,
-                    first_offset + i as u64
-                );
+                if r.queue_id != *queue || r.queue_offset != (*first_offset + i as u64) as i64 {
+                    let detail: Vec<String> = got
+                        .iter()
+                        .filter(|x| batch.contains(&x.body))
+                        .map(|x| {
+                            format!(
+                                "{} {}/{}@{} msgId {}",
+                                x.body, x.broker_name, x.queue_id, x.queue_offset, x.msg_id
+                            )
+                        })
+                        .collect();
+                    anyhow::bail!(
+                        "{b}: consumed at {}/{} offset {}, expected {broker_name}/{queue} offset {}; \
+                         this batch as consumed: {detail:#?}",
+                        r.broker_name,
+                        r.queue_id,
+                        r.queue_offset,
+                        first_offset + i as u64
+                    );
+                }
             }
         }
         Ok(())

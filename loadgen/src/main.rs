@@ -264,6 +264,7 @@ fn produce_config(a: &LoadArgs) -> ProduceConfig {
 fn prepare(a: &LoadArgs, title: &str) -> Result<(Vec<Target>, String, Report)> {
     let ep = endpoint(a)?;
     let targets = route::resolve_targets(ep, &a.topic, a.queues)?;
+    suite::prime(&targets, &a.topic)?;
     eprintln!(
         "loadgen: {} broker(s): {}",
         targets.len(),

@@ -109,9 +109,9 @@ pub fn free_port_range(span: u16) -> Result<u16> {
 }
 
 impl PetrelProcess {
-    /// Starts petrel and waits until its nameserver lists at least `brokers_min` brokers.
-    pub fn start(opts: &PetrelOptions, brokers_min: usize) -> Result<PetrelProcess> {
-        let shards = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    /// Starts petrel and waits until its nameserver lists every shard as a broker.
+    pub fn start(opts: &PetrelOptions) -> Result<PetrelProcess> {
+        let shards = expected_shards(&opts.extra_args);
         let listen_port = free_port_range(u16::try_from(shards + 1).unwrap_or(u16::MAX))?;
         let namesrv_port = free_port_range(1)?;
         std::fs::create_dir_all(&opts.store_dir)
@@ -142,7 +142,7 @@ impl PetrelProcess {
             broker_count: 0,
             log_path: opts.log_path.clone(),
         };
-        p.wait_ready(brokers_min)?;
+        p.wait_ready(shards)?;
         Ok(p)
     }
 
@@ -202,6 +202,23 @@ impl PetrelProcess {
         let status = child.wait().context("reap petrel")?;
         Ok(format!("killed after {STOP_TIMEOUT:?} without exiting on SIGTERM: {status}"))
     }
+}
+
+/// Shards petrel will start: `--shards N` among the extra arguments, else one per allowed CPU
+/// (petrel's default, from `sched_getaffinity`, as `available_parallelism` reads it).
+fn expected_shards(extra_args: &[String]) -> usize {
+    let mut it = extra_args.iter();
+    while let Some(a) = it.next() {
+        let value = if a == "--shards" {
+            it.next().cloned()
+        } else {
+            a.strip_prefix("--shards=").map(str::to_string)
+        };
+        if let Some(n) = value.and_then(|v| v.parse::<usize>().ok()) {
+            return n.max(1);
+        }
+    }
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 impl Drop for PetrelProcess {

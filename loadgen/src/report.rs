@@ -196,13 +196,17 @@ impl Report {
         }
         for r in &self.runs {
             series.push(svg::Series {
-                label: format!("{} ({})", r.name, short_flush(&r.flush_mode)),
+                label: if r.consume.is_some() {
+                    format!("{} send ({})", r.name, short_flush(&r.flush_mode))
+                } else {
+                    format!("{} ({})", r.name, short_flush(&r.flush_mode))
+                },
                 count: r.produce.latency.count,
                 points: &r.produce.latency.distribution,
             });
             if let Some(c) = &r.consume {
                 series.push(svg::Series {
-                    label: format!("{} e2e", r.name),
+                    label: format!("{} receive (e2e)", r.name),
                     count: c.e2e_latency.count,
                     points: &c.e2e_latency.distribution,
                 });

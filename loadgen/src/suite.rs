@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::client::Client;
+use crate::codec::{self, SendCode, SendHeader};
 use crate::consume::{self, ConsumeConfig};
 use crate::floor::{self, FloorConfig, FloorResult};
 use crate::petrel::{self, FlushDiskType, PetrelOptions, PetrelProcess};
@@ -16,6 +18,9 @@ use crate::produce::{self, ProduceConfig, ProduceResult};
 use crate::report::{self, BrokerInfo, Check, Report};
 use crate::route::{self, Endpoint, Target};
 use crate::sweep::{self, SweepConfig};
+
+/// A fresh broker may take this long to answer its first send.
+const PRIME_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct SuiteOptions {
@@ -90,6 +95,7 @@ fn run_in(
     {
         let broker = start_petrel(binary, work, out_dir, FlushDiskType::SyncFlush, opts)?;
         let targets = route::resolve_targets(Endpoint::Namesrv(broker.namesrv), &opts.topic, opts.queues)?;
+        prime(&targets, &opts.topic)?;
         report.broker.endpoint = format!("{} (nameserver {})", binary.display(), broker.namesrv);
         let flush = flush_mode(&targets, FlushDiskType::SyncFlush);
         let mut one = base(500.0);
@@ -109,6 +115,7 @@ fn run_in(
     {
         let broker = start_petrel(binary, work, out_dir, FlushDiskType::AsyncFlush, opts)?;
         let targets = route::resolve_targets(Endpoint::Namesrv(broker.namesrv), &opts.topic, opts.queues)?;
+        prime(&targets, &opts.topic)?;
         let flush = flush_mode(&targets, FlushDiskType::AsyncFlush);
         let mut one = base(500.0);
         one.connections = 1;
@@ -171,9 +178,31 @@ fn start_petrel(
         log_path: out_dir.join(format!("petrel-{name}.log")),
     };
     eprintln!("loadgen: starting petrel ({})", flush.as_str());
-    let p = PetrelProcess::start(&po, 1)?;
+    let p = PetrelProcess::start(&po)?;
     eprintln!("loadgen: petrel up, {} broker(s) registered at {}", p.broker_count, p.namesrv);
     Ok(p)
+}
+
+/// One acknowledged send per queue before anything is measured, so one-time costs of a fresh
+/// broker (creating and pre-writing the first commitlog segment) are not charged to a run.
+pub fn prime(targets: &[Target], topic: &str) -> Result<()> {
+    for t in targets {
+        let mut client = Client::connect(t.addr, Duration::from_secs(5))?;
+        for &queue_id in &t.queue_ids {
+            let header = SendHeader { producer_group: "loadgen_prime", topic, queue_id, born_timestamp_ms: 0 };
+            let request = codec::send_request(SendCode::SendMessageV2, &header, codec::body::encode(128, 0, 0));
+            let response = client.call(request, PRIME_TIMEOUT)?;
+            if response.code != codec::response_code::SUCCESS {
+                anyhow::bail!(
+                    "priming send to {} queue {queue_id}: {} {}",
+                    t.broker_name,
+                    codec::response_code_name(response.code),
+                    response.remark.unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The broker's own flush mode if it reports one, else the one it was started with.

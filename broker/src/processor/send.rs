@@ -4,8 +4,9 @@
 //!
 //! Checks in Java's order: topic name, not-allowed system topics, topic exists (or is
 //! auto-created from the `defaultTopic` template), write permission, queue id; then retry/DLQ
-//! routing for `%RETRY%` topics; then the store. Under SYNC_FLUSH the answer waits for the
-//! record's durability ticket unless the message says `WAIT=false`.
+//! routing for `%RETRY%` topics; then delay levels (a message with `DELAY` > 0 is parked in
+//! `SCHEDULE_TOPIC_XXXX`, `schedule.rs`); then the store. Under SYNC_FLUSH the answer waits for
+//! the record's durability ticket unless the message says `WAIT=false`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -17,6 +18,7 @@ use super::{field, field_opt, field_str};
 use crate::error::BrokerError;
 use crate::remoting::connection::ConnectionCtx;
 use crate::remoting::{RemotingCommand, RequestCode, ResponseCode};
+use crate::shard::schedule::{self, DelayLevel};
 use crate::shard::{now_ms, Announce, Shard};
 use crate::topic::{self, perm, TopicConfig};
 
@@ -153,6 +155,12 @@ pub async fn send_message(
                 "batch message is not supported for retry topics".to_string(),
             ));
         }
+        let delay = engine::properties::get(header.properties, PROPERTY_DELAY);
+        if delay.and_then(DelayLevel::from_property).is_some() {
+            return Err(BrokerError::MessageIllegal(
+                "batch message does not support delay level".to_string(),
+            ));
+        }
         return send_batch(shard, conn, req, &header, dest, sys_flag).await;
     }
     let dest = route_retry(shard, req, &header, dest).await?;
@@ -174,12 +182,17 @@ pub async fn send_message(
     let is_wait = props
         .get(PROPERTY_WAIT)
         .is_none_or(|w| !w.eq_ignore_ascii_case("false"));
+    let parked = schedule::park(&mut props, sys_flag, &dest.topic, dest.queue_id);
     let properties = props.encode();
+    let (store_topic, store_queue_id) = match parked {
+        Some(level) => (topic::SCHEDULE_TOPIC, level.queue_id().0),
+        None => (dest.topic.as_str(), dest.queue_id),
+    };
 
     let store_host = shard.context().advertised_addr;
     let msg = PutMessage {
-        topic: &dest.topic,
-        queue_id: QueueId(dest.queue_id),
+        topic: store_topic,
+        queue_id: QueueId(store_queue_id),
         flag: header.flag,
         body: &req.body,
         properties: &properties,
@@ -191,10 +204,15 @@ pub async fn send_message(
         prepared_transaction_offset: 0,
     };
     let put = shard.store().put(&msg)?;
-    shard
-        .long_polls()
-        .notify_append(&dest.topic, dest.queue_id, put.queue_offset.0 + 1);
+    if parked.is_some() {
+        shard.schedule().wake();
+    } else {
+        shard
+            .long_polls()
+            .notify_append(&dest.topic, dest.queue_id, put.queue_offset.0 + 1);
+    }
     let code = await_durability(shard, put.ticket, is_wait).await?;
+    // Like Java: the request's queue id, and the offset in whichever queue took the record.
     Ok(RemotingCommand::response(code, req.opaque, None)
         .with_ext("msgId", offset_msg_id(store_host, put.commit_log_offset))
         .with_ext("queueId", dest.queue_id)
@@ -361,11 +379,9 @@ async fn route_retry(
     Ok(dest)
 }
 
-/// CONSUMER_SEND_MSG_BACK (36): the consumer could not process a message; store a copy in
-/// `%RETRY%<group>` (or `%DLQ%<group>` after too many attempts), REMOTING.md §7.4.
-///
-/// Delivery is immediate: the copy carries `DELAY=<level>` as Java's does, but this broker
-/// has no delay schedule yet, so the retry is consumable at once.
+/// CONSUMER_SEND_MSG_BACK (36): the consumer could not process a message; store a copy for
+/// `%RETRY%<group>` parked at delay level `delayLevel` (0: `3 + reconsumeTimes`), or in
+/// `%DLQ%<group>` after too many attempts or with a negative level, REMOTING.md §7.4.
 pub async fn consumer_send_msg_back(
     shard: &Rc<Shard>,
     req: &RemotingCommand,
@@ -422,9 +438,15 @@ pub async fn consumer_send_msg_back(
         } else {
             delay_level
         };
-        props.set(PROPERTY_DELAY, &level.clamp(1, 18).to_string());
+        props.set(PROPERTY_DELAY, &level.max(1).to_string());
         let queue_id = shard.random_u32() % retry_config.write_queue_nums.max(1);
         (retry_topic, queue_id)
+    };
+    let sys_flag = view.sys_flag() & !sys_flag::TRANSACTION_MASK;
+    let parked = schedule::park(&mut props, sys_flag, &topic, queue_id);
+    let (topic, queue_id) = match parked {
+        Some(level) => (topic::SCHEDULE_TOPIC.to_string(), level.queue_id().0),
+        None => (topic, queue_id),
     };
     let properties = props.encode();
     let msg = PutMessage {
@@ -433,7 +455,7 @@ pub async fn consumer_send_msg_back(
         flag: view.flag(),
         body: view.body(),
         properties: &properties,
-        sys_flag: view.sys_flag() & !sys_flag::TRANSACTION_MASK,
+        sys_flag,
         born_timestamp_ms: view.born_timestamp_ms(),
         born_host: view.born_host(),
         store_host: shard.context().advertised_addr,
@@ -442,9 +464,13 @@ pub async fn consumer_send_msg_back(
     };
     // WAIT=false: the retry copy is not awaited (Java does the same).
     let queue_offset = shard.store().put(&msg)?.queue_offset;
-    shard
-        .long_polls()
-        .notify_append(&topic, queue_id, queue_offset.0 + 1);
+    if parked.is_some() {
+        shard.schedule().wake();
+    } else {
+        shard
+            .long_polls()
+            .notify_append(&topic, queue_id, queue_offset.0 + 1);
+    }
     Ok(super::success(req))
 }
 

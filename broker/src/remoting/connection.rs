@@ -539,7 +539,11 @@ async fn write_loop(
         }
         if !buf.is_empty() {
             if let Err(e) = writer.write_all(&buf).await {
-                log::debug!("connection {} to {}: write failed: {e}", conn.id, conn.peer_addr);
+                log::debug!(
+                    "connection {} to {}: write failed: {e}",
+                    conn.id,
+                    conn.peer_addr
+                );
                 conn.is_closed.set(true);
                 break;
             }

@@ -4,13 +4,20 @@
 //!
 //! Wiring (done by `runtime`): each shard owns a [`ControlHandle`] (in its `ShardContext`) and
 //! the receiving ends in [`ControlEndpoints`]. `broadcast` puts the message in a local bounded
-//! outbox; a forwarder task sends it to every other shard over the glommio channel mesh
-//! (awaiting when a peer's channel is full, so nothing is dropped while the outbox has room);
-//! one receiver task per peer calls `shard.apply_control(msg)`.
+//! outbox; a forwarder task sends it to every other shard's bounded inbox (waiting while an
+//! inbox is full, so nothing is dropped while the outbox has room); a receiver task drains the
+//! shard's inbox every [`CONTROL_POLL_INTERVAL`] and calls `shard.apply_control(msg)`.
+//!
+//! The inboxes are `std::sync::mpsc::sync_channel`s polled by a timer, not glommio's
+//! `channel_mesh`: in glommio 0.9.0 the mesh's `join` sometimes never returns on one executor
+//! (seen here about once in ten starts with 2 shards) and its builder clones an `Rc` from
+//! several threads. Control messages are rare, so a 10 ms poll costs nothing that matters.
 
 use std::rc::Rc;
 
-use glommio::channels::channel_mesh::{Receivers, Senders};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::time::Duration;
+
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
 use crate::topic::TopicConfig;
@@ -26,8 +33,22 @@ pub enum ControlMessage {
 
 /// Messages waiting in a shard's outbox before the forwarder sends them.
 pub const CONTROL_OUTBOX_MAX: usize = 4096;
-/// Capacity of each shard-to-shard mesh channel.
-pub const CONTROL_MESH_CHANNEL_MAX: usize = 1024;
+/// Capacity of each shard's inbox.
+pub const CONTROL_INBOX_MAX: usize = 1024;
+/// How often a shard looks at its inbox (and a forwarder retries a full inbox).
+pub const CONTROL_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// One bounded inbox per shard: the senders (clone one per other shard) and the receivers.
+pub fn inboxes(
+    shard_count: usize,
+) -> (
+    Vec<SyncSender<ControlMessage>>,
+    Vec<Receiver<ControlMessage>>,
+) {
+    (0..shard_count)
+        .map(|_| mpsc::sync_channel(CONTROL_INBOX_MAX))
+        .unzip()
+}
 
 /// A shard's door to the control plane. Cheap to clone; lives on one shard only.
 #[derive(Clone)]
@@ -101,38 +122,49 @@ impl ControlHandle {
     }
 }
 
-/// Forward the outbox to every other peer of the mesh until the outbox closes.
+/// Forward the outbox to every other shard's inbox until the outbox closes.
 pub async fn run_forwarder(
     outbox: LocalReceiver<ControlMessage>,
-    senders: Senders<ControlMessage>,
+    peers: Vec<(u16, SyncSender<ControlMessage>)>,
 ) {
-    let me = senders.peer_id();
     while let Some(msg) = outbox.recv().await {
-        for peer in 0..senders.nr_consumers() {
-            if peer == me {
-                continue;
-            }
-            if let Err(e) = senders.send_to(peer, msg.clone()).await {
-                log::warn!("control message to shard {peer} not delivered: {e}");
+        for (peer, inbox) in &peers {
+            let mut pending = msg.clone();
+            loop {
+                match inbox.try_send(pending) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(back)) => {
+                        pending = back;
+                        glommio::timer::sleep(CONTROL_POLL_INTERVAL).await;
+                    }
+                    Err(TrySendError::Disconnected(_)) => {
+                        log::debug!("control message to shard {peer} not delivered: it stopped");
+                        break;
+                    }
+                }
             }
         }
     }
-    senders.close();
 }
 
-/// Spawn one task per peer that hands received messages to `apply`.
-pub fn spawn_receivers<F>(mut receivers: Receivers<ControlMessage>, apply: F)
+/// Drain this shard's inbox every [`CONTROL_POLL_INTERVAL`], handing messages to `apply`,
+/// until every sender is gone or `is_stopped()` says so.
+pub async fn run_receiver<F, S>(inbox: Receiver<ControlMessage>, apply: F, is_stopped: S)
 where
-    F: Fn(ControlMessage) + Clone + 'static,
+    F: Fn(ControlMessage),
+    S: Fn() -> bool,
 {
-    use futures_lite::StreamExt;
-    for (_peer, mut stream) in receivers.streams() {
-        let apply = apply.clone();
-        glommio::spawn_local(async move {
-            while let Some(msg) = stream.next().await {
-                apply(msg);
+    loop {
+        loop {
+            match inbox.try_recv() {
+                Ok(msg) => apply(msg),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
             }
-        })
-        .detach();
+        }
+        if is_stopped() {
+            return;
+        }
+        glommio::timer::sleep(CONTROL_POLL_INTERVAL).await;
     }
 }

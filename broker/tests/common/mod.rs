@@ -30,12 +30,31 @@ enum Running {
     InProcess(InProcess),
 }
 
-/// One broker with one shard.
+/// A pair of consecutive free loopback ports `(p, p + 1)` (for a 2-shard broker).
+pub fn free_port_pair() -> Result<u16> {
+    for _ in 0..100 {
+        let first = TcpListener::bind("127.0.0.1:0").context("bind port 0")?;
+        let port = first.local_addr()?.port();
+        let Some(next) = port.checked_add(1) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", next)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no two consecutive free ports found")
+}
+
+/// One broker (one shard unless started with `start_sharded`).
 pub struct Broker {
     child: Option<Running>,
     pub store_dir: PathBuf,
+    /// Shard 0's port; shard `i` listens on `port + i`.
     pub port: u16,
     pub namesrv_port: u16,
+    pub shards: u16,
+    /// Extra command-line arguments for `petrel` (always runs the binary when set).
+    args: Vec<String>,
     conf_path: PathBuf,
     _dir: Option<tempfile::TempDir>,
 }
@@ -48,11 +67,34 @@ impl Broker {
 
     /// Starts a broker with extra broker.conf lines (`key=value`).
     pub fn start_with(extra_conf: &[&str]) -> Result<Broker> {
+        Self::start_inner(extra_conf, 1)
+    }
+
+    /// Starts the `petrel` binary with `--shards <shards>` (ports `port..port + shards`).
+    pub fn start_sharded(shards: u16) -> Result<Broker> {
+        Self::start_inner(&[], shards)
+    }
+
+    fn start_inner(extra_conf: &[&str], shards: u16) -> Result<Broker> {
         let dir = tempfile::tempdir().context("temp dir")?;
         let store_dir = dir.path().join("store");
         let conf_path = dir.path().join("broker.conf");
-        let port = free_port()?;
-        let namesrv_port = free_port()?;
+        let port = match shards {
+            1 => free_port()?,
+            2 => free_port_pair()?,
+            _ => bail!("tests start 1 or 2 shards"),
+        };
+        let namesrv_port = loop {
+            let p = free_port()?;
+            if p < port || p >= port + shards {
+                break p;
+            }
+        };
+        let args = if shards == 1 {
+            Vec::new()
+        } else {
+            vec!["--shards".to_string(), shards.to_string()]
+        };
         let mut conf = format!(
             "brokerClusterName=TestCluster\nbrokerName=test-broker\nbrokerIP1=127.0.0.1\n\
              listenPort={port}\nnamesrvListenPort={namesrv_port}\nstorePathRootDir={}\n\
@@ -70,6 +112,8 @@ impl Broker {
             store_dir,
             port,
             namesrv_port,
+            shards,
+            args,
             conf_path,
             _dir: Some(dir),
         };
@@ -78,7 +122,7 @@ impl Broker {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        if std::env::var_os("PETREL_TEST_IN_PROCESS").is_some() {
+        if self.args.is_empty() && std::env::var_os("PETREL_TEST_IN_PROCESS").is_some() {
             let conf = std::fs::read_to_string(&self.conf_path)?;
             let running = InProcess::start(&self.conf_path, &conf)?;
             self.child = Some(Running::InProcess(running));
@@ -98,6 +142,7 @@ impl Broker {
         let child = Command::new(env!("CARGO_BIN_EXE_petrel"))
             .arg("-c")
             .arg(&self.conf_path)
+            .args(&self.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -132,12 +177,15 @@ impl Broker {
                 }
                 None => bail!("broker not started"),
             }
-            if let Ok(mut c) = Client::connect(self.addr()) {
-                // A request the shard answers proves it is open, not only listening.
-                let r = c.request(RemotingCommand::request(RequestCode::GET_BROKER_CONFIG));
-                if r.is_ok() {
-                    return Ok(());
-                }
+            // A request each shard answers proves it is open, not only listening.
+            let is_ready = (0..self.shards).all(|i| {
+                Client::connect(self.shard_addr(i)).is_ok_and(|mut c| {
+                    c.request(RemotingCommand::request(RequestCode::GET_BROKER_CONFIG))
+                        .is_ok()
+                })
+            });
+            if is_ready {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!("petrel not ready on port {} after 30 s", self.port);
@@ -147,7 +195,17 @@ impl Broker {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        self.shard_addr(0)
+    }
+
+    /// Shard `i`'s address (`port + i`).
+    pub fn shard_addr(&self, i: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port + i))
+    }
+
+    /// The embedded nameserver's address.
+    pub fn namesrv_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.namesrv_port))
     }
 
     pub fn client(&self) -> Result<Client> {
