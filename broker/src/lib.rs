@@ -30,5 +30,6 @@ pub mod namesrv;
 pub mod processor;
 pub mod remoting;
 pub mod runtime;
+pub mod schedule;
 pub mod shard;
 pub mod topic;

@@ -14,7 +14,7 @@
 //! - Ordered per level: a level has one delay, so delivery times grow with the queue offset and
 //!   only the head of each level is ever checked. The task sleeps until the earliest head is due
 //!   (at most `DUE_WAIT_MAX_MS`), or, when every level is idle, until a message is parked
-//!   (`Scheduler::wake`) or `IDLE_WAIT_MAX_MS` passes.
+//!   (`Scheduler::wake`), the offsets are due to be written, or `IDLE_WAIT_MAX_MS` passes.
 //! - At-least-once: the per-level offsets (`<store_dir>/config/delayOffset.json`, Java's
 //!   `{"offsetTable":{"<level>":<offset>}}` shape) are written only once every copy they cover
 //!   is durable, every `PERSIST_INTERVAL_MS` and at shutdown. After a crash delivery resumes
@@ -55,8 +55,9 @@ const PROPERTY_TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
 
 /// Longest sleep while some head is pending (a clock step cannot delay delivery longer).
 pub const DUE_WAIT_MAX_MS: u64 = 100;
-/// Longest sleep while every level is idle (a park wakes the task earlier).
-pub const IDLE_WAIT_MAX_MS: u64 = 1_000;
+/// Longest sleep while every level is idle and the offsets are written (a park wakes the task
+/// at once; this is only a safety net, since every wake-up costs CPU on an idle shard).
+pub const IDLE_WAIT_MAX_MS: u64 = 60_000;
 /// Wait before trying again after the store refused a write or a read failed.
 pub const RETRY_WAIT_MS: u64 = 1_000;
 /// How often changed delivery offsets are written.
@@ -355,6 +356,11 @@ async fn run(shard: Weak<Shard>, wake: LocalReceiver<()>) {
             if shard.schedule().is_dirty.get() && now - last_persist_ms >= PERSIST_INTERVAL_MS {
                 persist(&shard, &mut pending).await;
                 last_persist_ms = now;
+            }
+            if shard.schedule().is_dirty.get() {
+                // Come back when the offsets are due to be written (or retried).
+                let persist_in = last_persist_ms + PERSIST_INTERVAL_MS - now;
+                wait_ms = wait_ms.min(u64::try_from(persist_in).unwrap_or(0).max(1));
             }
             wait_ms
         };

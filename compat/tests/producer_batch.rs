@@ -78,14 +78,22 @@ fn producer_batch_send_stores_each_message() -> Result<()> {
                     "{b}: tag {:?}",
                     r.tags
                 );
-                if r.queue_id != *queue || r.queue_offset != (*first_offset + i as u64) as i64 {
+                // A redelivery (reconsume_times > 0, the client sent it back) comes from %RETRY%.
+                if r.reconsume_times == 0
+                    && (r.queue_id != *queue || r.queue_offset != (*first_offset + i as u64) as i64)
+                {
                     let detail: Vec<String> = got
                         .iter()
                         .filter(|x| batch.contains(&x.body))
                         .map(|x| {
                             format!(
-                                "{} {}/{}@{} msgId {}",
-                                x.body, x.broker_name, x.queue_id, x.queue_offset, x.msg_id
+                                "{} {}/{}@{} msgId {} reconsumed {}",
+                                x.body,
+                                x.broker_name,
+                                x.queue_id,
+                                x.queue_offset,
+                                x.msg_id,
+                                x.reconsume_times
                             )
                         })
                         .collect();

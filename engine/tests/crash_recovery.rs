@@ -188,9 +188,7 @@ async fn state(store: &Store, disk: &SimDisk, cfg: &StoreConfig) -> State {
 }
 
 async fn check_invariants(store: &Store, disk: &SimDisk, cfg: &StoreConfig, acked: &[Acked]) -> State {
-    eprintln!("DBG check: state");
     let s = state(store, disk, cfg).await;
-    eprintln!("DBG check: acked");
     let valid: std::collections::HashSet<u64> = s.records.iter().map(|r| r.0).collect();
     // 1 + 5: acked records intact, end past them.
     for a in acked {
@@ -205,7 +203,6 @@ async fn check_invariants(store: &Store, disk: &SimDisk, cfg: &StoreConfig, acke
         assert_eq!(g.status, GetStatus::Found, "CQ entry of acked record {a:?}");
         assert_eq!(&g.messages[0][..], &a.bytes[..], "CQ entry points at the acked record");
     }
-    eprintln!("DBG check: cq");
     // 3: every CQ entry points at a valid record of its queue.
     for ((topic, q), (min, max)) in &s.queues {
         let mut o = *min;
@@ -227,6 +224,7 @@ async fn check_invariants(store: &Store, disk: &SimDisk, cfg: &StoreConfig, acke
 }
 
 async fn run_seed(seed: u64) -> String {
+    let awake = common::keep_executor_awake();
     let mut rng = SimRng::new(seed);
     let clock = Rc::new(ManualClock::new(1_700_000_000_000));
     let disk = SimDisk::new(1 << 40, clock.clone());
@@ -239,9 +237,7 @@ async fn run_seed(seed: u64) -> String {
         cfg.flush_mode = if rng.below(2) == 0 { FlushMode::Sync } else { FlushMode::Async };
         cfg.flush_interval_ms = 1 + rng.below(20);
         let open = || Store::open_with(cfg.clone(), Rc::new(disk.clone()), clock.clone(), Background::Manual);
-        eprintln!("DBG round {round} open");
         let (mut store, report) = open().await.expect("open");
-        eprintln!("DBG round {round} opened");
         if report.truncated_at.is_some() {
             truncations += 1;
         }
@@ -249,11 +245,9 @@ async fn run_seed(seed: u64) -> String {
         let s1 = check_invariants(&store, &disk, &cfg, &snapshot).await;
         if round % 2 == 1 {
             // 4: recovering twice gives the same state.
-            eprintln!("DBG crash for twice");
             drop(store);
             disk.crash(&mut rng);
             let (again, _) = open().await.expect("reopen");
-            eprintln!("DBG reopened twice");
             let s2 = state(&again, &disk, &cfg).await;
             assert_eq!(s1, s2, "second recovery differs (seed {seed}, round {round})");
             store = again;
@@ -269,7 +263,6 @@ async fn run_seed(seed: u64) -> String {
                 .detach();
         }
         let target = 20 + rng.below(400);
-        eprintln!("DBG workload {target}");
         let fail_at = (rng.below(4) == 0).then(|| rng.below(target));
         while puts.get() < target && !store.is_poisoned() {
             futures_lite::future::yield_now().await;
@@ -290,9 +283,7 @@ async fn run_seed(seed: u64) -> String {
             for _ in 0..50 {
                 futures_lite::future::yield_now().await;
             }
-            eprintln!("DBG shutdown");
             store.shutdown().await.expect("clean shutdown");
-            eprintln!("DBG shutdown done");
         } else {
             // Crash at a random moment: often between a write and its fdatasync.
             for _ in 0..rng.below(12) {
@@ -311,6 +302,7 @@ async fn run_seed(seed: u64) -> String {
             futures_lite::future::yield_now().await;
         }
     }
+    awake.set(false);
     format!(
         "{} acked, {crashes} crashes, {torn} torn / {dropped} dropped sectors, \
          {truncations} truncating recoveries",

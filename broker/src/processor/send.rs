@@ -18,7 +18,7 @@ use super::{field, field_opt, field_str};
 use crate::error::BrokerError;
 use crate::remoting::connection::ConnectionCtx;
 use crate::remoting::{RemotingCommand, RequestCode, ResponseCode};
-use crate::shard::schedule::{self, DelayLevel};
+use crate::schedule::{self, DelayLevel};
 use crate::shard::{now_ms, Announce, Shard};
 use crate::topic::{self, perm, TopicConfig};
 

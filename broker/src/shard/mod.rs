@@ -9,9 +9,6 @@
 
 pub mod context;
 pub mod control;
-// Until lib.rs declares `pub mod schedule;` (asked of H2 in contracts.md).
-#[path = "../schedule.rs"]
-pub mod schedule;
 
 use std::cell::Cell;
 use std::rc::{Rc, Weak};
@@ -26,7 +23,7 @@ use crate::long_poll::LongPollTable;
 use crate::remoting::connection::ConnectionCtx;
 use crate::remoting::{RemotingCommand, RequestCode};
 use crate::topic::{self, TopicConfig, TopicTable, Upsert};
-use schedule::Scheduler;
+use crate::schedule::Scheduler;
 
 pub use context::ShardContext;
 pub use control::ControlMessage;

@@ -238,6 +238,25 @@ impl Broker {
     /// Stops and starts again on the same ports and store.
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;
+        self.respawn()
+    }
+
+    /// Kills the broker without a shutdown (SIGKILL: nothing flushed or persisted beyond what
+    /// already was) and starts it again on the same ports and store. In-process brokers
+    /// cannot be killed and are stopped gracefully instead.
+    pub fn crash_restart(&mut self) -> Result<()> {
+        match self.child.take() {
+            Some(Running::Binary(mut child)) => {
+                child.kill().context("kill petrel")?;
+                child.wait().context("wait for petrel")?;
+            }
+            Some(Running::InProcess(mut p)) => p.stop()?,
+            None => {}
+        }
+        self.respawn()
+    }
+
+    fn respawn(&mut self) -> Result<()> {
         // The embedded nameserver's old port may still be held by TIME_WAIT connections of
         // the previous process: give it a fresh one (the broker port stays).
         let namesrv_port = free_port()?;

@@ -532,10 +532,15 @@ pub struct ClientEnv {
 impl ClientEnv {
     pub fn new(scope: &str) -> Result<ClientEnv> {
         init_client_env();
-        let owner = RuntimeOwner::plan(RuntimeConfig {
-            thread_name: format!("compat-{scope}"),
-            ..Default::default()
-        })
+        // The client runs every listener call in the runtime's "metadata-io" blocking lane.
+        // Its default admission on a 2-core machine (4 running + 16 queued, 5 s queue timeout)
+        // rejects the rest of a 32-message pull batch, and the client then sends those
+        // messages back for redelivery through %RETRY% 10 s later. That is the client's own
+        // back-pressure, not the broker's; give the lane room so each scenario tests the broker.
+        let mut config = RuntimeConfig::for_parallelism(format!("compat-{scope}"), 2);
+        config.blocking_lane_policies.metadata_io.max_queue_depth = 4096;
+        config.blocking_lane_policies.metadata_io.queue_timeout = Duration::from_secs(60);
+        let owner = RuntimeOwner::plan(config)
         .map_err(|e| anyhow!("runtime config: {e}"))?
         .build()
         .map_err(|e| anyhow!("runtime build: {e}"))?;

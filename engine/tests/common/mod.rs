@@ -42,6 +42,22 @@ pub fn msg<'a>(topic: &'a str, queue: u32, body: &'a [u8], props: &'a str) -> Pu
     }
 }
 
+/// Keeps a timer armed while the returned guard lives. glommio 0.9.0 can park the executor
+/// with runnable tasks when the preempt timer fires before a task queue ran (fixed upstream in
+/// the glommio/glommio fork, PR #53); any armed timer bounds such a stall. Tests with no I/O
+/// wait and no timer of their own (the simulated disk) would otherwise hang for ever.
+pub fn keep_executor_awake() -> std::rc::Rc<std::cell::Cell<bool>> {
+    let alive = std::rc::Rc::new(std::cell::Cell::new(true));
+    let a = alive.clone();
+    glommio::spawn_local(async move {
+        while a.get() {
+            glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    })
+    .detach();
+    alive
+}
+
 /// Runs `f` in a fresh glommio executor on its own thread.
 pub fn run<F, Fut, T>(f: F) -> T
 where
