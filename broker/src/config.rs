@@ -21,6 +21,7 @@
 //! | `syncFlushTimeout` | `5000` | ms before a send answers FLUSH_DISK_TIMEOUT |
 //! | `flushIntervalCommitLog` | `500` | ms between flushes under ASYNC_FLUSH |
 //! | `autoCreateTopicEnable` | `true` | create unknown topics from `TBW102` |
+//! | `enablePropertyFilter` | `true` (Java: `false`) | serve SQL92 subscriptions; `false` answers them SYSTEM_ERROR as Java does |
 //! | `defaultTopicQueueNums` | `8` | queues of `TBW102` (auto-created topics take min(4, this) per shard) |
 //! | `maxMessageSize` | `4194304` | largest body in bytes |
 //! | `fileReservedTime` | `72` | hours a commitlog segment is kept |
@@ -29,6 +30,9 @@
 //! | `diskSpaceWarningLevelRatio` | `0.90` | disk use ratio above which writes are refused |
 //! | `mappedFileSizeCommitLog` | `1073741824` | commitlog segment size in bytes (multiple of 4096) |
 //! | `connectionInFlightMax` | `4096` | requests in flight per connection before SYSTEM_BUSY (Petrel key) |
+//! | `transactionTimeOut` | `6000` | ms before an undecided half (transactional) message is first checked back |
+//! | `transactionCheckInterval` | `30000` | ms between two check-back rounds |
+//! | `transactionCheckMax` | `15` | check-backs of one half message before it is discarded |
 //!
 //! Other RocketMQ keys that Petrel knows but does not use (e.g. `brokerId`, `brokerRole`) are
 //! accepted with a warning that they are ignored.
@@ -42,6 +46,14 @@ use engine::{FlushMode, StoreConfig};
 pub const SHARDS_MAX: u16 = 256;
 /// Default per-connection bound on requests in flight.
 pub const CONNECTION_IN_FLIGHT_MAX_DEFAULT: usize = 4096;
+/// Java's `transactionTimeOut` default (6 s).
+pub const TRANSACTION_TIMEOUT_MS_DEFAULT: u64 = 6_000;
+/// Java 5.x's `transactionCheckInterval` default (30 s; 4.x used 60 s).
+pub const TRANSACTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 30_000;
+/// Java's `transactionCheckMax` default.
+pub const TRANSACTION_CHECK_MAX_DEFAULT: u32 = 15;
+/// Longest accepted transactionTimeOut / transactionCheckInterval (one day).
+pub const TRANSACTION_TIME_MS_MAX: u64 = 86_400_000;
 
 /// A configuration value that cannot be used. Exit code 2 in the binary.
 #[derive(thiserror::Error, Debug)]
@@ -92,6 +104,9 @@ pub struct BrokerConfig {
     pub sync_flush_timeout_ms: u64,
     pub flush_interval_commit_log_ms: u64,
     pub auto_create_topic_enable: bool,
+    /// enablePropertyFilter: SQL92 property filtering on pull. Java defaults to false; Petrel
+    /// to true, since the filter costs nothing unless a consumer subscribes with SQL92.
+    pub enable_property_filter: bool,
     pub default_topic_queue_nums: u32,
     pub max_message_size: u32,
     pub file_reserved_time_hours: u32,
@@ -102,6 +117,13 @@ pub struct BrokerConfig {
     pub disk_space_warning_level_ratio: f64,
     pub mapped_file_size_commit_log: u64,
     pub connection_in_flight_max: usize,
+    /// transactionTimeOut: age (ms, from the born time) before an undecided half message is
+    /// checked back with its producer (`transaction.rs`).
+    pub transaction_timeout_ms: u64,
+    /// transactionCheckInterval: ms between two check-back rounds.
+    pub transaction_check_interval_ms: u64,
+    /// transactionCheckMax: check-backs of one half message before it is discarded.
+    pub transaction_check_max: u32,
 }
 
 /// What [`BrokerConfig::set`] did with a key.
@@ -124,7 +146,6 @@ const IGNORED_KEYS: &[&str] = &[
     "mapedFileSizeCommitLog",
     "mappedFileSizeConsumeQueue",
     "brokerPermission",
-    "enablePropertyFilter",
     "traceTopicEnable",
     "clusterTopicEnable",
     "brokerTopicEnable",
@@ -152,6 +173,7 @@ impl Default for BrokerConfig {
             sync_flush_timeout_ms: 5000,
             flush_interval_commit_log_ms: 500,
             auto_create_topic_enable: true,
+            enable_property_filter: true,
             default_topic_queue_nums: 8,
             max_message_size: 4 * 1024 * 1024,
             file_reserved_time_hours: 72,
@@ -160,6 +182,9 @@ impl Default for BrokerConfig {
             disk_space_warning_level_ratio: 0.90,
             mapped_file_size_commit_log: 1 << 30,
             connection_in_flight_max: CONNECTION_IN_FLIGHT_MAX_DEFAULT,
+            transaction_timeout_ms: TRANSACTION_TIMEOUT_MS_DEFAULT,
+            transaction_check_interval_ms: TRANSACTION_CHECK_INTERVAL_MS_DEFAULT,
+            transaction_check_max: TRANSACTION_CHECK_MAX_DEFAULT,
         }
     }
 }
@@ -262,6 +287,7 @@ impl BrokerConfig {
             "syncFlushTimeout" => self.sync_flush_timeout_ms = positive(key, v)?,
             "flushIntervalCommitLog" => self.flush_interval_commit_log_ms = positive(key, v)?,
             "autoCreateTopicEnable" => self.auto_create_topic_enable = parse_bool(key, v)?,
+            "enablePropertyFilter" => self.enable_property_filter = parse_bool(key, v)?,
             "defaultTopicQueueNums" => {
                 let n: u32 = parse_num(key, v)?;
                 if n == 0 || n > 1024 {
@@ -312,6 +338,24 @@ impl BrokerConfig {
                     return Err(invalid(key, v, "must be 1..=1048576"));
                 }
                 self.connection_in_flight_max = n;
+            }
+            "transactionTimeOut" | "transactionCheckInterval" => {
+                let n = positive(key, v)?;
+                if n > TRANSACTION_TIME_MS_MAX {
+                    return Err(invalid(key, v, format!("must be 1..={TRANSACTION_TIME_MS_MAX} ms")));
+                }
+                if key == "transactionTimeOut" {
+                    self.transaction_timeout_ms = n;
+                } else {
+                    self.transaction_check_interval_ms = n;
+                }
+            }
+            "transactionCheckMax" => {
+                let n: u32 = parse_num(key, v)?;
+                if n == 0 || n > 10_000 {
+                    return Err(invalid(key, v, "must be 1..=10000"));
+                }
+                self.transaction_check_max = n;
             }
             _ if IGNORED_KEYS.contains(&key) => return Ok(KeyOutcome::Ignored),
             _ => return Ok(KeyOutcome::Unknown),

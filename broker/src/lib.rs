@@ -25,6 +25,7 @@
 pub mod config;
 pub mod consumer_group;
 pub mod error;
+pub mod filter;
 pub mod long_poll;
 pub mod namesrv;
 pub mod processor;
@@ -33,3 +34,4 @@ pub mod runtime;
 pub mod schedule;
 pub mod shard;
 pub mod topic;
+pub mod transaction;

@@ -30,6 +30,7 @@ fn two_consumers_in_one_group_share_the_queues() -> Result<()> {
         let (mut c2, in2) =
             start_push_consumer(&rt, &ns, PushOpts::clustering(&group, &topic)).await?;
 
+        let t0 = tokio::time::Instant::now();
         let result = async {
             // Both consumers must be registered on every shard.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
@@ -53,6 +54,7 @@ fn two_consumers_in_one_group_share_the_queues() -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
 
+            eprintln!("both consumers registered on every shard after {:?}", t0.elapsed());
             // Trickle messages until both consumers receive some (the rebalance has split the
             // queues), bounded at 60 s (the client's own rebalance period is 20 s).
             let mut sent = warm.clone();
@@ -78,6 +80,7 @@ fn two_consumers_in_one_group_share_the_queues() -> Result<()> {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            eprintln!("both consumers receiving after {:?} ({i} trickle messages)", t0.elapsed());
             tokio::time::sleep(Duration::from_secs(3)).await; // let the split settle
 
             let steady = bodies("steady", 0..32);

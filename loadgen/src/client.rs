@@ -44,7 +44,11 @@ impl Client {
 
     /// Sends `request` (its opaque is assigned here) and waits up to `timeout` for the
     /// response carrying the same opaque.
-    pub fn call(&mut self, mut request: RemotingCommand, timeout: Duration) -> Result<RemotingCommand> {
+    pub fn call(
+        &mut self,
+        mut request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
         let opaque = self.next_opaque;
         self.next_opaque = self.next_opaque.wrapping_add(1);
         request.opaque = opaque;
@@ -64,7 +68,12 @@ impl Client {
             }
             let now = Instant::now();
             if now >= deadline {
-                bail!("request {} to {} timed out after {:?}", request.code, self.addr, timeout);
+                bail!(
+                    "request {} to {} timed out after {:?}",
+                    request.code,
+                    self.addr,
+                    timeout
+                );
             }
             self.stream
                 .set_read_timeout(Some(deadline - now))

@@ -177,7 +177,10 @@ pub fn pull_request(
         .with_ext("queueId", queue_id)
         .with_ext("queueOffset", queue_offset)
         .with_ext("maxMsgNums", max_msg_nums)
-        .with_ext("sysFlag", PULL_SYS_FLAG_SUSPEND | PULL_SYS_FLAG_SUBSCRIPTION)
+        .with_ext(
+            "sysFlag",
+            PULL_SYS_FLAG_SUSPEND | PULL_SYS_FLAG_SUBSCRIPTION,
+        )
         .with_ext("commitOffset", 0)
         .with_ext("suspendTimeoutMillis", suspend_timeout_ms)
         .with_ext("subscription", "*")
@@ -290,8 +293,16 @@ impl<'a> Iterator for StoredRecordBodies<'a> {
         let total = usize::try_from(be_i32(self.buf, 0)?).ok()?;
         let record = self.buf.get(..total)?;
         let sys_flag = be_i32(record, 36)?;
-        let born_host = if sys_flag & SYS_FLAG_BORNHOST_V6 != 0 { 20 } else { 8 };
-        let store_host = if sys_flag & SYS_FLAG_STOREHOST_V6 != 0 { 20 } else { 8 };
+        let born_host = if sys_flag & SYS_FLAG_BORNHOST_V6 != 0 {
+            20
+        } else {
+            8
+        };
+        let store_host = if sys_flag & SYS_FLAG_STOREHOST_V6 != 0 {
+            20
+        } else {
+            8
+        };
         let body_len_at = 68 + born_host + store_host;
         let body_len = usize::try_from(be_i32(record, body_len_at)?).ok()?;
         let body = record.get(body_len_at + 4..body_len_at + 4 + body_len)?;

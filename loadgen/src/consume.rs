@@ -76,8 +76,10 @@ pub fn start(targets: &[Target], cfg: &ConsumeConfig) -> Result<Consumers> {
                 codec::heartbeat_request(&client_id, &cfg.consumer_group, &cfg.topic),
                 CONTROL_TIMEOUT,
             );
-            let offset = route::max_offset(&mut client, &cfg.topic, queue_id)
-                .with_context(|| format!("position consumer on {} queue {queue_id}", target.addr))?;
+            let offset =
+                route::max_offset(&mut client, &cfg.topic, queue_id).with_context(|| {
+                    format!("position consumer on {} queue {queue_id}", target.addr)
+                })?;
             let pull = PullLoop {
                 client,
                 cfg: cfg.clone(),
@@ -94,7 +96,12 @@ pub fn start(targets: &[Target], cfg: &ConsumeConfig) -> Result<Consumers> {
             );
         }
     }
-    Ok(Consumers { stop, received, handles, late_threshold: cfg.late_threshold })
+    Ok(Consumers {
+        stop,
+        received,
+        handles,
+        late_threshold: cfg.late_threshold,
+    })
 }
 
 impl Consumers {
@@ -167,17 +174,23 @@ impl PullLoop {
                 Ok(r) => r,
                 Err(e) => {
                     log::warn!("pull failed: {e:#}");
-                    *out.pull_errors.entry("CONNECTION_ERROR".into()).or_insert(0) += 1;
+                    *out.pull_errors
+                        .entry("CONNECTION_ERROR".into())
+                        .or_insert(0) += 1;
                     break;
                 }
             };
             let now = Instant::now();
-            let next = response.ext("nextBeginOffset").and_then(|s| s.parse::<u64>().ok());
+            let next = response
+                .ext("nextBeginOffset")
+                .and_then(|s| s.parse::<u64>().ok());
             match response.code {
                 response_code::SUCCESS => {
                     let mut n = 0;
                     for b in codec::stored_record_bodies(&response.body) {
-                        let Some((run, ns)) = body::decode(b) else { continue };
+                        let Some((run, ns)) = body::decode(b) else {
+                            continue;
+                        };
                         if run != self.cfg.run_id {
                             continue;
                         }
@@ -191,7 +204,9 @@ impl PullLoop {
                 }
                 response_code::PULL_NOT_FOUND | response_code::PULL_RETRY_IMMEDIATELY => {}
                 other => {
-                    *out.pull_errors.entry(codec::response_code_name(other)).or_insert(0) += 1;
+                    *out.pull_errors
+                        .entry(codec::response_code_name(other))
+                        .or_insert(0) += 1;
                     if other != response_code::PULL_OFFSET_MOVED {
                         std::thread::sleep(ERROR_BACKOFF);
                     }

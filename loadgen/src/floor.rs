@@ -65,7 +65,12 @@ pub fn run(cfg: &FloorConfig) -> Result<FloorResult> {
         Err(e) => (None, Some(format!("{e:#}"))),
     };
     let loopback = loopback_floor(cfg.loopback_samples)?;
-    Ok(FloorResult { dir: cfg.dir.display().to_string(), disk, disk_error, loopback })
+    Ok(FloorResult {
+        dir: cfg.dir.display().to_string(),
+        disk,
+        disk_error,
+        loopback,
+    })
 }
 
 /// A `len`-byte 4 KiB-aligned window into `storage`.
@@ -106,7 +111,8 @@ fn disk_floor_at(path: &Path, samples: usize, file_size_bytes: u64) -> Result<La
             pos += PREWRITE_CHUNK_BYTES as u64;
         }
     }
-    file.sync_all().with_context(|| format!("sync {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("sync {}", path.display()))?;
     let pages = file_size / PAGE_BYTES as u64;
     let page = aligned(&mut storage, PAGE_BYTES);
     let mut rec = LatencyRecorder::new(Duration::from_millis(10));
@@ -120,7 +126,8 @@ fn disk_floor_at(path: &Path, samples: usize, file_size_bytes: u64) -> Result<La
         if n != PAGE_BYTES {
             bail!("short O_DIRECT write: {n} bytes");
         }
-        file.sync_data().with_context(|| format!("fdatasync {}", path.display()))?;
+        file.sync_data()
+            .with_context(|| format!("fdatasync {}", path.display()))?;
         rec.record(t0.elapsed());
     }
     Ok(rec.summary())

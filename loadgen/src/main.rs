@@ -185,7 +185,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     } else {
         (s, 1.0)
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("not a duration: {s}"))?;
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a duration: {s}"))?;
     if !(v >= 0.0 && v.is_finite()) {
         return Err(format!("not a duration: {s}"));
     }
@@ -193,7 +196,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn bench_results_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("bench-results")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("bench-results")
 }
 
 fn main() -> Result<()> {
@@ -207,12 +212,19 @@ fn main() -> Result<()> {
         Some(Command::Suite { suite, out }) => run_suite(&suite, out, &cli.load),
         Some(Command::Produce(a)) => run_produce(&a, false),
         Some(Command::E2e(a)) => run_produce(&a, true),
-        Some(Command::Sweep { load, factor, steps, saturation_ratio, p99_limit_ms }) => {
-            run_sweep(&load, factor, steps, saturation_ratio, p99_limit_ms)
-        }
-        Some(Command::Floor { dir, disk_samples, loopback_samples, out }) => {
-            run_floor(&dir, disk_samples, loopback_samples, out)
-        }
+        Some(Command::Sweep {
+            load,
+            factor,
+            steps,
+            saturation_ratio,
+            p99_limit_ms,
+        }) => run_sweep(&load, factor, steps, saturation_ratio, p99_limit_ms),
+        Some(Command::Floor {
+            dir,
+            disk_samples,
+            loopback_samples,
+            out,
+        }) => run_floor(&dir, disk_samples, loopback_samples, out),
         Some(Command::Plot { inputs, out, title }) => run_plot(&inputs, &out, &title),
     }
 }
@@ -253,7 +265,11 @@ fn produce_config(a: &LoadArgs) -> ProduceConfig {
         SendCodeArg::V2 => SendCode::SendMessageV2,
         SendCodeArg::V1 => SendCode::SendMessage,
     };
-    c.pacing = if a.closed_loop { Pacing::ClosedLoop } else { Pacing::OpenLoop };
+    c.pacing = if a.closed_loop {
+        Pacing::ClosedLoop
+    } else {
+        Pacing::OpenLoop
+    };
     c.late_threshold = Duration::from_secs_f64(a.late_ms / 1e3);
     c.spin = Duration::from_micros(a.spin_us);
     c.run_id = u64::from(std::process::id());
@@ -268,7 +284,11 @@ fn prepare(a: &LoadArgs, title: &str) -> Result<(Vec<Target>, String, Report)> {
     eprintln!(
         "loadgen: {} broker(s): {}",
         targets.len(),
-        targets.iter().map(|t| format!("{} {} q{:?}", t.broker_name, t.addr, t.queue_ids)).collect::<Vec<_>>().join(", ")
+        targets
+            .iter()
+            .map(|t| format!("{} {} q{:?}", t.broker_name, t.addr, t.queue_ids))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let flush = targets
         .first()
@@ -279,7 +299,13 @@ fn prepare(a: &LoadArgs, title: &str) -> Result<(Vec<Target>, String, Report)> {
         Endpoint::Namesrv(n) => format!("nameserver {n}"),
         Endpoint::Broker(b) => format!("broker {b}"),
     };
-    let mut report = Report::new(title, BrokerInfo { name: a.broker_label.clone(), endpoint: endpoint_text });
+    let mut report = Report::new(
+        title,
+        BrokerInfo {
+            name: a.broker_label.clone(),
+            endpoint: endpoint_text,
+        },
+    );
     if a.floor_dir != "none" {
         let mut fc = FloorConfig::new(Path::new(&a.floor_dir));
         fc.disk_samples = 1000;
@@ -292,15 +318,19 @@ fn prepare(a: &LoadArgs, title: &str) -> Result<(Vec<Target>, String, Report)> {
 }
 
 fn out_dir(a: &LoadArgs, mode: &str) -> PathBuf {
-    a.out
-        .clone()
-        .unwrap_or_else(|| bench_results_dir().join(format!("loadgen-{}-{mode}", report::utc_stamp())))
+    a.out.clone().unwrap_or_else(|| {
+        bench_results_dir().join(format!("loadgen-{}-{mode}", report::utc_stamp()))
+    })
 }
 
 fn finish(report: &Report, dir: &Path) -> Result<()> {
     let w = report.write(dir, "report")?;
     println!("{}", report.markdown(&[]));
-    println!("report written to {} (+ {} SVG)", w.markdown.display(), w.svgs.len());
+    println!(
+        "report written to {} (+ {} SVG)",
+        w.markdown.display(),
+        w.svgs.len()
+    );
     Ok(())
 }
 
@@ -321,7 +351,13 @@ fn run_produce(a: &LoadArgs, e2e: bool) -> Result<()> {
     finish(&report, &out_dir(a, mode))
 }
 
-fn run_sweep(a: &LoadArgs, factor: f64, steps: usize, saturation_ratio: f64, p99_limit_ms: f64) -> Result<()> {
+fn run_sweep(
+    a: &LoadArgs,
+    factor: f64,
+    steps: usize,
+    saturation_ratio: f64,
+    p99_limit_ms: f64,
+) -> Result<()> {
     if factor <= 1.0 {
         bail!("--factor must be above 1");
     }
@@ -340,15 +376,28 @@ fn run_sweep(a: &LoadArgs, factor: f64, steps: usize, saturation_ratio: f64, p99
     finish(&report, &out_dir(a, "sweep"))
 }
 
-fn run_floor(dir: &Path, disk_samples: usize, loopback_samples: usize, out: Option<PathBuf>) -> Result<()> {
+fn run_floor(
+    dir: &Path,
+    disk_samples: usize,
+    loopback_samples: usize,
+    out: Option<PathBuf>,
+) -> Result<()> {
     let mut fc = FloorConfig::new(dir);
     fc.disk_samples = disk_samples;
     fc.loopback_samples = loopback_samples;
     let f = floor::run(&fc)?;
     suite::print_floor(&f);
-    let mut report = Report::new("loadgen floor", BrokerInfo { name: "none".into(), endpoint: "-".into() });
+    let mut report = Report::new(
+        "loadgen floor",
+        BrokerInfo {
+            name: "none".into(),
+            endpoint: "-".into(),
+        },
+    );
     report.floor = Some(f);
-    let dir = out.unwrap_or_else(|| bench_results_dir().join(format!("loadgen-{}-floor", report::utc_stamp())));
+    let dir = out.unwrap_or_else(|| {
+        bench_results_dir().join(format!("loadgen-{}-floor", report::utc_stamp()))
+    });
     finish(&report, &dir)
 }
 
@@ -356,7 +405,8 @@ fn run_plot(inputs: &[PathBuf], out: &Path, title: &str) -> Result<()> {
     let mut reports = Vec::new();
     for p in inputs {
         let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
-        let r: SavedReport = serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))?;
+        let r: SavedReport =
+            serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))?;
         reports.push(r);
     }
     let mut series = Vec::new();
@@ -369,7 +419,8 @@ fn run_plot(inputs: &[PathBuf], out: &Path, title: &str) -> Result<()> {
             });
         }
     }
-    std::fs::write(out, svg::percentile_plot(title, &series)).with_context(|| format!("write {}", out.display()))?;
+    std::fs::write(out, svg::percentile_plot(title, &series))
+        .with_context(|| format!("write {}", out.display()))?;
     println!("wrote {} ({} series)", out.display(), series.len());
     Ok(())
 }

@@ -14,7 +14,8 @@ use anyhow::{bail, Context, Result};
 use crate::route;
 
 /// How long a broker may take to accept connections and register its shards.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const START_ATTEMPTS_MAX: usize = 3;
 /// How long a SIGTERM may take before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -48,6 +49,8 @@ pub struct PetrelProcess {
     pub namesrv: SocketAddr,
     pub listen_port: u16,
     pub broker_count: usize,
+    /// Why earlier start attempts failed (empty when the first one worked).
+    pub failed_starts: Vec<String>,
     log_path: PathBuf,
 }
 
@@ -66,7 +69,10 @@ pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf> {
     if candidate.is_file() {
         return Ok(candidate);
     }
-    let profile = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let profile = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     if workspace.join("Cargo.toml").is_file() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
@@ -74,10 +80,20 @@ pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf> {
             "debug" => "dev".to_string(),
             other => other.to_string(),
         };
-        eprintln!("loadgen: building petrel (cargo build --profile {profile_arg} -p broker --bin petrel)");
+        eprintln!(
+            "loadgen: building petrel (cargo build --profile {profile_arg} -p broker --bin petrel)"
+        );
         let status = Command::new(cargo)
             .current_dir(&workspace)
-            .args(["build", "--profile", &profile_arg, "-p", "broker", "--bin", "petrel"])
+            .args([
+                "build",
+                "--profile",
+                &profile_arg,
+                "-p",
+                "broker",
+                "--bin",
+                "petrel",
+            ])
             .status()
             .context("run cargo to build petrel")?;
         if status.success() && candidate.is_file() {
@@ -109,13 +125,40 @@ pub fn free_port_range(span: u16) -> Result<u16> {
 }
 
 impl PetrelProcess {
-    /// Starts petrel and waits until its nameserver lists every shard as a broker.
+    /// Starts petrel and waits until its nameserver lists every shard as a broker. A start
+    /// that does not get there within [`START_TIMEOUT`] is killed and retried (fresh ports,
+    /// fresh store), up to [`START_ATTEMPTS_MAX`] times; `failed_starts` says what happened.
     pub fn start(opts: &PetrelOptions) -> Result<PetrelProcess> {
         let shards = expected_shards(&opts.extra_args);
+        let mut failures = Vec::new();
+        for attempt in 1..=START_ATTEMPTS_MAX {
+            let store_dir = if attempt == 1 {
+                opts.store_dir.clone()
+            } else {
+                opts.store_dir.with_extension(format!("retry{attempt}"))
+            };
+            match Self::start_once(opts, &store_dir, shards) {
+                Ok(mut p) => {
+                    p.failed_starts = failures;
+                    return Ok(p);
+                }
+                Err(e) => {
+                    eprintln!("loadgen: petrel start attempt {attempt} failed: {e:#}");
+                    failures.push(format!("{e:#}"));
+                }
+            }
+        }
+        bail!(
+            "petrel did not start in {START_ATTEMPTS_MAX} attempts:\n{}",
+            failures.join("\n---\n")
+        )
+    }
+
+    fn start_once(opts: &PetrelOptions, store_dir: &Path, shards: usize) -> Result<PetrelProcess> {
         let listen_port = free_port_range(u16::try_from(shards + 1).unwrap_or(u16::MAX))?;
         let namesrv_port = free_port_range(1)?;
-        std::fs::create_dir_all(&opts.store_dir)
-            .with_context(|| format!("create {}", opts.store_dir.display()))?;
+        std::fs::create_dir_all(store_dir)
+            .with_context(|| format!("create {}", store_dir.display()))?;
         let log = File::create(&opts.log_path)
             .with_context(|| format!("create {}", opts.log_path.display()))?;
         let log_err = log.try_clone().context("clone log handle")?;
@@ -126,7 +169,7 @@ impl PetrelProcess {
             .arg("--namesrv-listen-port")
             .arg(namesrv_port.to_string())
             .arg("--store-dir")
-            .arg(&opts.store_dir)
+            .arg(store_dir)
             .arg("--flush-disk-type")
             .arg(opts.flush.as_str())
             .args(["--broker-ip1", "127.0.0.1", "--bind-address", "127.0.0.1"])
@@ -134,14 +177,18 @@ impl PetrelProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
-        let child = cmd.spawn().with_context(|| format!("start {}", opts.binary.display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("start {}", opts.binary.display()))?;
         let mut p = PetrelProcess {
             child: Some(child),
             namesrv: SocketAddr::from(([127, 0, 0, 1], namesrv_port)),
             listen_port,
             broker_count: 0,
+            failed_starts: Vec::new(),
             log_path: opts.log_path.clone(),
         };
+        // On failure `p` is dropped, which kills the child.
         p.wait_ready(shards)?;
         Ok(p)
     }
@@ -152,7 +199,10 @@ impl PetrelProcess {
             if let Some(child) = self.child.as_mut() {
                 if let Some(status) = child.try_wait().context("poll petrel")? {
                     self.child = None;
-                    bail!("petrel exited during start-up ({status}); log:\n{}", self.log_tail());
+                    bail!(
+                        "petrel exited during start-up ({status}); log:\n{}",
+                        self.log_tail()
+                    );
                 }
             }
             if TcpStream::connect_timeout(&self.namesrv, Duration::from_millis(200)).is_ok() {
@@ -165,7 +215,8 @@ impl PetrelProcess {
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "petrel did not register a broker with its nameserver within {START_TIMEOUT:?}; log:\n{}",
+                    "petrel did not register its {brokers_min} shard(s) with its nameserver within \
+                     {START_TIMEOUT:?}; log:\n{}",
                     self.log_tail()
                 );
             }
@@ -200,7 +251,9 @@ impl PetrelProcess {
         }
         let _ = child.kill();
         let status = child.wait().context("reap petrel")?;
-        Ok(format!("killed after {STOP_TIMEOUT:?} without exiting on SIGTERM: {status}"))
+        Ok(format!(
+            "killed after {STOP_TIMEOUT:?} without exiting on SIGTERM: {status}"
+        ))
     }
 }
 

@@ -105,7 +105,10 @@ impl ProduceConfig {
             bail!("connections, max in flight and batch must be at least 1");
         }
         if self.body_size_bytes < body::SIZE_MIN {
-            bail!("body size must be at least {} bytes (it carries the send time)", body::SIZE_MIN);
+            bail!(
+                "body size must be at least {} bytes (it carries the send time)",
+                body::SIZE_MIN
+            );
         }
         if self.duration.is_zero() {
             bail!("duration must be positive");
@@ -190,8 +193,12 @@ pub fn run_at(cfg: &ProduceConfig, targets: &[Target], start: Instant) -> Result
     }
     let mut total = ConnTotals::new(cfg.late_threshold);
     for (sender, reader) in workers {
-        let s = sender.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))?;
-        let r = reader.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
+        let s = sender
+            .join()
+            .map_err(|_| anyhow::anyhow!("sender thread panicked"))?;
+        let r = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
         total.absorb_sender(s);
         total.absorb_reader(r);
     }
@@ -232,7 +239,9 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, ConnState> {
         // A poisoned lock means the other thread panicked; its join reports that.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -262,11 +271,17 @@ struct ReaderOut {
     errors: BTreeMap<String, u64>,
 }
 
-type Handles = (std::thread::JoinHandle<SenderOut>, std::thread::JoinHandle<ReaderOut>);
+type Handles = (
+    std::thread::JoinHandle<SenderOut>,
+    std::thread::JoinHandle<ReaderOut>,
+);
 
 impl ConnWorker {
     fn spawn(self, stream: TcpStream) -> Result<Handles> {
-        let shared = Arc::new(Shared { state: Mutex::new(ConnState::default()), cv: Condvar::new() });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(ConnState::default()),
+            cv: Condvar::new(),
+        });
         let read_stream = stream.try_clone().context("clone socket")?;
         let send_end = self.window.measure_end;
         let drain_deadline = send_end + self.cfg.drain_timeout;
@@ -295,7 +310,11 @@ impl ConnWorker {
             not_sent: 0,
         };
         let closed_loop = self.cfg.pacing == Pacing::ClosedLoop;
-        let max_in_flight = if closed_loop { 1 } else { self.cfg.max_in_flight };
+        let max_in_flight = if closed_loop {
+            1
+        } else {
+            self.cfg.max_in_flight
+        };
         let batch = self.cfg.batch;
         let mut write_buf = BytesMut::with_capacity(WRITE_BATCH_BYTES_MAX + 64 * 1024);
         let mut next_opaque: i32 = 1;
@@ -304,8 +323,11 @@ impl ConnWorker {
         // (opaque, intended) of the requests taken in one round.
         let mut round: Vec<(i32, Instant)> = Vec::with_capacity(64);
         loop {
-            let first_intended =
-                if closed_loop { closed_loop_next } else { self.schedule.intended(slot) };
+            let first_intended = if closed_loop {
+                closed_loop_next
+            } else {
+                self.schedule.intended(slot)
+            };
             if first_intended >= send_end {
                 break;
             }
@@ -314,13 +336,20 @@ impl ConnWorker {
             {
                 let mut st = shared.lock();
                 while st.pending.len() >= max_in_flight && !st.closed {
-                    st = shared.cv.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
+                    st = shared
+                        .cv
+                        .wait(st)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                 }
                 if st.closed {
                     break;
                 }
                 let taken = Instant::now();
-                let intended_first = if closed_loop { taken.max(first_intended) } else { first_intended };
+                let intended_first = if closed_loop {
+                    taken.max(first_intended)
+                } else {
+                    first_intended
+                };
                 let mut intended = intended_first;
                 loop {
                     let opaque = next_opaque;
@@ -328,7 +357,12 @@ impl ConnWorker {
                     let measured = self.window.contains(intended);
                     st.pending.insert(
                         opaque,
-                        Pending { intended, taken, messages: batch as u32, measured },
+                        Pending {
+                            intended,
+                            taken,
+                            messages: batch as u32,
+                            measured,
+                        },
                     );
                     round.push((opaque, intended));
                     slot += 1;
@@ -467,7 +501,9 @@ fn read_loop(
         }
         let mut st = shared.lock();
         for &(opaque, code) in &responses {
-            let Some(p) = st.pending.remove(&opaque) else { continue };
+            let Some(p) = st.pending.remove(&opaque) else {
+                continue;
+            };
             if code == response_code::SUCCESS {
                 out.sends_ok += 1;
                 out.messages_ok += u64::from(p.messages);
@@ -475,11 +511,14 @@ fn read_loop(
                     out.messages_ok_in_window += u64::from(p.messages);
                 }
                 if p.measured {
-                    out.latency.record(now.saturating_duration_since(p.intended));
+                    out.latency
+                        .record(now.saturating_duration_since(p.intended));
                     out.service.record(now.saturating_duration_since(p.taken));
                 }
             } else if p.measured {
-                *out.errors.entry(codec::response_code_name(code)).or_insert(0) += 1;
+                *out.errors
+                    .entry(codec::response_code_name(code))
+                    .or_insert(0) += 1;
             }
         }
         if !responses.is_empty() {
@@ -492,7 +531,8 @@ fn read_loop(
             for p in st.pending.values().filter(|p| p.measured) {
                 *out.errors.entry(reason.to_string()).or_insert(0) += 1;
                 if reason == "TIMEOUT" {
-                    out.latency.record(now.saturating_duration_since(p.intended));
+                    out.latency
+                        .record(now.saturating_duration_since(p.intended));
                 }
             }
             st.pending.clear();
@@ -553,7 +593,12 @@ impl ConnTotals {
         }
     }
 
-    fn into_result(self, cfg: &ProduceConfig, targets: &[Target], connections: usize) -> ProduceResult {
+    fn into_result(
+        self,
+        cfg: &ProduceConfig,
+        targets: &[Target],
+        connections: usize,
+    ) -> ProduceResult {
         let secs = cfg.duration.as_secs_f64();
         let share = if self.sends_measured == 0 {
             0.0
@@ -566,7 +611,11 @@ impl ConnTotals {
             duration_s: secs,
             warmup_s: cfg.warmup.as_secs_f64(),
             connections,
-            max_in_flight: if cfg.pacing == Pacing::ClosedLoop { 1 } else { cfg.max_in_flight },
+            max_in_flight: if cfg.pacing == Pacing::ClosedLoop {
+                1
+            } else {
+                cfg.max_in_flight
+            },
             body_size_bytes: cfg.body_size_bytes,
             batch: cfg.batch,
             targets: targets.to_vec(),

@@ -37,6 +37,8 @@ pub struct HostInfo {
     pub cpus: usize,
     pub kernel: String,
     pub cpu_model: String,
+    /// /proc/loadavg when the report was started (other work on the host skews every figure).
+    pub load_average: String,
 }
 
 impl HostInfo {
@@ -53,7 +55,11 @@ impl HostInfo {
                     .map(|(_, v)| v.trim().to_string())
             })
             .unwrap_or_default();
+        let load_average = std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default();
         HostInfo {
+            load_average,
             cpus: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             kernel,
             cpu_model,
@@ -140,7 +146,13 @@ impl Report {
     }
 
     /// Adds a run, computing its ratios to this report's floor if there is one.
-    pub fn push_run(&mut self, name: &str, flush_mode: &str, produce: ProduceResult, consume: Option<ConsumeResult>) {
+    pub fn push_run(
+        &mut self,
+        name: &str,
+        flush_mode: &str,
+        produce: ProduceResult,
+        consume: Option<ConsumeResult>,
+    ) {
         let ratios = self.floor.as_ref().map(|f| Ratios::of(&produce.latency, f));
         self.runs.push(RunEntry {
             name: name.to_string(),
@@ -161,14 +173,16 @@ impl Report {
         let series = self.percentile_series();
         if !series.is_empty() {
             let path = dir.join(format!("{stem}-percentiles.svg"));
-            let plot = svg::percentile_plot(&format!("{} — latency by percentile", self.title), &series);
+            let plot =
+                svg::percentile_plot(&format!("{} — latency by percentile", self.title), &series);
             std::fs::write(&path, plot).with_context(|| format!("write {}", path.display()))?;
             svgs.push(path);
         }
         if !self.sweeps.is_empty() {
             let curves: Vec<svg::Curve> = self.sweeps.iter().map(sweep_curve).collect();
             let path = dir.join(format!("{stem}-sweep.svg"));
-            let plot = svg::throughput_plot(&format!("{} — latency vs throughput", self.title), &curves);
+            let plot =
+                svg::throughput_plot(&format!("{} — latency vs throughput", self.title), &curves);
             std::fs::write(&path, plot).with_context(|| format!("write {}", path.display()))?;
             svgs.push(path);
         }
@@ -179,14 +193,22 @@ impl Report {
             .collect();
         std::fs::write(&markdown, self.markdown(&svg_names))
             .with_context(|| format!("write {}", markdown.display()))?;
-        Ok(Written { json, markdown, svgs })
+        Ok(Written {
+            json,
+            markdown,
+            svgs,
+        })
     }
 
     fn percentile_series(&self) -> Vec<svg::Series<'_>> {
         let mut series = Vec::new();
         if let Some(f) = &self.floor {
             if let Some(d) = &f.disk {
-                series.push(svg::Series { label: "floor: 4 KiB write+fdatasync".into(), count: d.count, points: &d.distribution });
+                series.push(svg::Series {
+                    label: "floor: 4 KiB write+fdatasync".into(),
+                    count: d.count,
+                    points: &d.distribution,
+                });
             }
             series.push(svg::Series {
                 label: "floor: loopback 64 B RTT".into(),
@@ -221,12 +243,13 @@ impl Report {
         let _ = writeln!(m, "# {}\n", self.title);
         let _ = writeln!(
             m,
-            "- broker: {} at {}\n- host: {} CPUs, {}, kernel {}\n- started: {} UTC\n- tool: {}\n- command: `{}`\n",
+            "- broker: {} at {}\n- host: {} CPUs, {}, kernel {}, load average at start {}\n- started: {} UTC\n- tool: {}\n- command: `{}`\n",
             self.broker.name,
             self.broker.endpoint,
             self.host.cpus,
             self.host.cpu_model,
             self.host.kernel,
+            self.host.load_average,
             self.started_utc,
             self.tool,
             self.command
@@ -246,9 +269,17 @@ impl Report {
             let _ = writeln!(m, "## Floors (same run)\n\nDirectory: `{}`\n", f.dir);
             let _ = writeln!(m, "{}", latency_table_header("floor"));
             if let Some(d) = &f.disk {
-                let _ = writeln!(m, "{}", latency_row("4 KiB O_DIRECT write + fdatasync (pre-written file)", d));
+                let _ = writeln!(
+                    m,
+                    "{}",
+                    latency_row("4 KiB O_DIRECT write + fdatasync (pre-written file)", d)
+                );
             }
-            let _ = writeln!(m, "{}", latency_row("loopback TCP round trip, 64 B", &f.loopback));
+            let _ = writeln!(
+                m,
+                "{}",
+                latency_row("loopback TCP round trip, 64 B", &f.loopback)
+            );
             if let Some(e) = &f.disk_error {
                 let _ = writeln!(m, "\nDisk floor could not run: {e}");
             }
@@ -260,7 +291,10 @@ impl Report {
                 m,
                 "| run | flush | conns × in-flight | body × batch | offered msg/s | achieved msg/s | p50 | p90 | p99 | p99.6 | p99.9 | p99.99 | max | <1 ms | errors |"
             );
-            let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+            let _ = writeln!(
+                m,
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            );
             for r in &self.runs {
                 let p = &r.produce;
                 let l = &p.latency;
@@ -303,7 +337,8 @@ impl Report {
                             opt(x.p50_over_disk_p50),
                             opt(x.p99_over_disk_p99),
                             opt(x.p99_9_over_disk_p99_9),
-                            x.p50_minus_floors_us.map_or("–".into(), |v| format!("{v:.0}")),
+                            x.p50_minus_floors_us
+                                .map_or("–".into(), |v| format!("{v:.0}")),
                             x.p50_over_loopback_p50,
                             x.p99_over_loopback_p99,
                             x.p99_9_over_loopback_p99_9
@@ -321,8 +356,19 @@ impl Report {
             );
             let _ = writeln!(m, "{}", latency_table_header("run"));
             for r in &self.runs {
-                let _ = writeln!(m, "{}", latency_row(&format!("{} service time", r.name), &r.produce.service_time));
-                let _ = writeln!(m, "{}", latency_row(&format!("{} generator lag", r.name), &r.produce.generator_lag));
+                let _ = writeln!(
+                    m,
+                    "{}",
+                    latency_row(&format!("{} service time", r.name), &r.produce.service_time)
+                );
+                let _ = writeln!(
+                    m,
+                    "{}",
+                    latency_row(
+                        &format!("{} generator lag", r.name),
+                        &r.produce.generator_lag
+                    )
+                );
             }
             m.push('\n');
             let e2e: Vec<&RunEntry> = self.runs.iter().filter(|r| r.consume.is_some()).collect();
@@ -357,7 +403,10 @@ impl Report {
                 "Max achieved before saturation: **{:.0} msg/s** (max achieved in any step: {:.0} msg/s). Stopped: {}.\n",
                 s.max_unsaturated_msgs_per_s, s.max_achieved_msgs_per_s, s.stop_reason
             );
-            let _ = writeln!(m, "| offered msg/s | achieved msg/s | p50 | p99 | p99.9 | max | <1 ms | errors |");
+            let _ = writeln!(
+                m,
+                "| offered msg/s | achieved msg/s | p50 | p99 | p99.9 | max | <1 ms | errors |"
+            );
             let _ = writeln!(m, "|---|---|---|---|---|---|---|---|");
             for p in &s.steps {
                 let l = &p.latency;
@@ -381,7 +430,13 @@ impl Report {
             let _ = writeln!(m, "| target | measured | met |");
             let _ = writeln!(m, "|---|---|---|");
             for c in &self.checks {
-                let _ = writeln!(m, "| {} | {} | {} |", c.target, c.measured, if c.pass { "yes" } else { "**no**" });
+                let _ = writeln!(
+                    m,
+                    "| {} | {} | {} |",
+                    c.target,
+                    c.measured,
+                    if c.pass { "yes" } else { "**no**" }
+                );
             }
             m.push('\n');
         }
@@ -401,7 +456,14 @@ fn sweep_curve(s: &SweepResult) -> svg::Curve {
         points: s
             .steps
             .iter()
-            .map(|p| [p.achieved_msgs_per_s, p.latency.p50_us, p.latency.p99_us, p.latency.p99_9_us])
+            .map(|p| {
+                [
+                    p.achieved_msgs_per_s,
+                    p.latency.p50_us,
+                    p.latency.p99_us,
+                    p.latency.p99_9_us,
+                ]
+            })
             .collect(),
     }
 }
@@ -431,7 +493,11 @@ fn errors_text(errors: &std::collections::BTreeMap<String, u64>) -> String {
     if errors.is_empty() {
         return "0".into();
     }
-    errors.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
+    errors
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn latency_table_header(first: &str) -> String {
@@ -458,10 +524,17 @@ fn latency_row(name: &str, l: &LatencySummary) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn utc_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let (y, mo, d) = civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0));
     let rem = secs % 86_400;
-    format!("{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC, for directory names.

@@ -98,7 +98,11 @@ fn body_json(cmd: &RemotingCommand) -> Result<Value> {
 }
 
 /// The route of `topic`, or None if the nameserver has none (TOPIC_NOT_EXIST).
-pub fn fetch_route(namesrv: SocketAddr, topic: &str, queue_count: u32) -> Result<Option<Vec<Target>>> {
+pub fn fetch_route(
+    namesrv: SocketAddr,
+    topic: &str,
+    queue_count: u32,
+) -> Result<Option<Vec<Target>>> {
     let response = call(namesrv, codec::route_request(topic))?;
     if response.code == response_code::TOPIC_NOT_EXIST {
         return Ok(None);
@@ -112,7 +116,11 @@ pub fn fetch_route(namesrv: SocketAddr, topic: &str, queue_count: u32) -> Result
     }
     let route = body_json(&response)?;
     let targets = targets_from_route(&route, queue_count)?;
-    Ok(if targets.is_empty() { None } else { Some(targets) })
+    Ok(if targets.is_empty() {
+        None
+    } else {
+        Some(targets)
+    })
 }
 
 /// Master brokers with WRITE perm, their first `queue_count` write queues, sorted by name.
@@ -133,7 +141,9 @@ pub fn targets_from_route(route: &Value, queue_count: u32) -> Result<Vec<Target>
             .find(|bd| bd["brokerName"].as_str() == Some(name))
             .and_then(|bd| bd["brokerAddrs"]["0"].as_str());
         let Some(master) = master else { continue };
-        let n = u32::try_from(write_queues).unwrap_or(u32::MAX).min(queue_count.max(1));
+        let n = u32::try_from(write_queues)
+            .unwrap_or(u32::MAX)
+            .min(queue_count.max(1));
         targets.push(Target {
             broker_name: name.to_string(),
             addr: parse_addr(master)?,
@@ -195,7 +205,10 @@ pub fn broker_flush_mode(broker: SocketAddr) -> Option<String> {
 pub fn max_offset(client: &mut Client, topic: &str, queue_id: u32) -> Result<u64> {
     let response = client.call(codec::max_offset_request(topic, queue_id), CONTROL_TIMEOUT)?;
     if response.code != response_code::SUCCESS {
-        bail!("max offset of {topic}/{queue_id}: {}", codec::response_code_name(response.code));
+        bail!(
+            "max offset of {topic}/{queue_id}: {}",
+            codec::response_code_name(response.code)
+        );
     }
     response
         .ext("offset")

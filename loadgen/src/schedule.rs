@@ -39,7 +39,10 @@ pub struct Schedule {
 impl Schedule {
     /// `rate_per_s` is the total rate over all `phase_count` phases; must be > 0.
     pub fn new(start: Instant, rate_per_s: f64, phase_index: usize, phase_count: usize) -> Self {
-        assert!(rate_per_s > 0.0 && rate_per_s.is_finite(), "rate must be positive");
+        assert!(
+            rate_per_s > 0.0 && rate_per_s.is_finite(),
+            "rate must be positive"
+        );
         assert!(phase_count > 0 && phase_index < phase_count);
         let total_interval_ns = 1e9 / rate_per_s;
         Schedule {

@@ -120,8 +120,16 @@ impl LatencyRecorder {
         let count = self.count;
         LatencySummary {
             count,
-            min_us: if count == 0 { 0.0 } else { self.min_ns as f64 / 1e3 },
-            mean_us: if count == 0 { 0.0 } else { self.sum_ns as f64 / count as f64 / 1e3 },
+            min_us: if count == 0 {
+                0.0
+            } else {
+                self.min_ns as f64 / 1e3
+            },
+            mean_us: if count == 0 {
+                0.0
+            } else {
+                self.sum_ns as f64 / count as f64 / 1e3
+            },
             p50_us: p[0],
             p90_us: p[1],
             p99_us: p[2],
@@ -130,7 +138,11 @@ impl LatencyRecorder {
             p99_99_us: p[5],
             max_us: self.max_ns as f64 / 1e3,
             under_1ms_count: self.under_1ms_count,
-            share_under_1ms: if count == 0 { 0.0 } else { self.under_1ms_count as f64 / count as f64 },
+            share_under_1ms: if count == 0 {
+                0.0
+            } else {
+                self.under_1ms_count as f64 / count as f64
+            },
             late_threshold_us: self.late_threshold_ns as f64 / 1e3,
             late_count: self.late_count,
             distribution: self.distribution(),
@@ -197,8 +209,16 @@ mod tests {
         }
         let s = r.summary();
         assert_eq!(s.count, 10_000);
-        assert!((s.p50_us - 5000.0).abs() / 5000.0 < 0.01, "p50 {}", s.p50_us);
-        assert!((s.p99_us - 9900.0).abs() / 9900.0 < 0.01, "p99 {}", s.p99_us);
+        assert!(
+            (s.p50_us - 5000.0).abs() / 5000.0 < 0.01,
+            "p50 {}",
+            s.p50_us
+        );
+        assert!(
+            (s.p99_us - 9900.0).abs() / 9900.0 < 0.01,
+            "p99 {}",
+            s.p99_us
+        );
         assert!((s.max_us - 10_000.0).abs() < 1e-9);
         assert_eq!(s.under_1ms_count, 999);
         assert_eq!(s.late_count, 0);

@@ -19,6 +19,8 @@ use crate::report::{self, BrokerInfo, Check, Report};
 use crate::route::{self, Endpoint, Target};
 use crate::sweep::{self, SweepConfig};
 
+/// Commitlog segment size the suite gives petrel (unless --petrel-arg sets one).
+const SEGMENT_SIZE_BYTES: u64 = 256 << 20;
 /// A fresh broker may take this long to answer its first send.
 const PRIME_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -45,20 +47,33 @@ struct Timing {
 pub fn run(opts: &SuiteOptions) -> Result<(Report, PathBuf)> {
     let started = Instant::now();
     let timing = if opts.quick {
-        Timing { warmup: Duration::from_millis(500), duration: Duration::from_secs(2), sweep_step: Duration::from_secs(1) }
+        Timing {
+            warmup: Duration::from_millis(500),
+            duration: Duration::from_secs(2),
+            sweep_step: Duration::from_secs(1),
+        }
     } else {
-        Timing { warmup: Duration::from_secs(2), duration: Duration::from_secs(8), sweep_step: Duration::from_secs(3) }
+        Timing {
+            warmup: Duration::from_secs(2),
+            duration: Duration::from_secs(8),
+            sweep_step: Duration::from_secs(3),
+        }
     };
     let binary = petrel::find_binary(opts.petrel.as_deref())?;
     let stamp = report::utc_stamp();
     let out_dir = opts.out_dir.join(format!("loadgen-{stamp}"));
     std::fs::create_dir_all(&out_dir).with_context(|| format!("create {}", out_dir.display()))?;
-    let work = opts.store_root.join(format!("petrel-loadgen-{}-{stamp}", std::process::id()));
+    let work = opts
+        .store_root
+        .join(format!("petrel-loadgen-{}-{stamp}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
     let result = run_in(opts, &timing, &binary, &work, &out_dir);
     let _ = std::fs::remove_dir_all(&work);
     let mut report = result?;
-    report.notes.push(format!("suite wall time: {:.0} s", started.elapsed().as_secs_f64()));
+    report.notes.push(format!(
+        "suite wall time: {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
     report.write(&out_dir, "report")?;
     Ok((report, out_dir))
 }
@@ -72,7 +87,10 @@ fn run_in(
 ) -> Result<Report> {
     let mut report = Report::new(
         "Petrel standard suite",
-        BrokerInfo { name: "petrel (embedded child process)".into(), endpoint: binary.display().to_string() },
+        BrokerInfo {
+            name: "petrel (embedded child process)".into(),
+            endpoint: binary.display().to_string(),
+        },
     );
     eprintln!("loadgen: measuring floors in {}", work.display());
     let mut floor_cfg = FloorConfig::new(work);
@@ -93,15 +111,28 @@ fn run_in(
     };
     // SYNC_FLUSH.
     {
-        let broker = start_petrel(binary, work, out_dir, FlushDiskType::SyncFlush, opts)?;
-        let targets = route::resolve_targets(Endpoint::Namesrv(broker.namesrv), &opts.topic, opts.queues)?;
+        let broker = start_petrel(
+            &mut report,
+            binary,
+            work,
+            out_dir,
+            FlushDiskType::SyncFlush,
+            opts,
+        )?;
+        let targets =
+            route::resolve_targets(Endpoint::Namesrv(broker.namesrv), &opts.topic, opts.queues)?;
         prime(&targets, &opts.topic)?;
         report.broker.endpoint = format!("{} (nameserver {})", binary.display(), broker.namesrv);
         let flush = flush_mode(&targets, FlushDiskType::SyncFlush);
         let mut one = base(500.0);
         one.connections = 1;
         one.max_in_flight = 16;
-        record(&mut report, "sync 1 producer 500/s", &flush, produce::run(&one, &targets)?);
+        record(
+            &mut report,
+            "sync 1 producer 500/s",
+            &flush,
+            produce::run(&one, &targets)?,
+        );
         for rate in [10_000.0, 100_000.0] {
             let mut c = base(rate);
             c.connections = 8;
@@ -109,18 +140,33 @@ fn run_in(
             let name = format!("sync 256 in flight {}k/s", rate / 1000.0);
             record(&mut report, &name, &flush, produce::run(&c, &targets)?);
         }
-        report.notes.push(format!("SYNC_FLUSH broker stop: {}", broker.stop()?));
+        report
+            .notes
+            .push(format!("SYNC_FLUSH broker stop: {}", broker.stop()?));
     }
     // ASYNC_FLUSH, fresh store.
     {
-        let broker = start_petrel(binary, work, out_dir, FlushDiskType::AsyncFlush, opts)?;
-        let targets = route::resolve_targets(Endpoint::Namesrv(broker.namesrv), &opts.topic, opts.queues)?;
+        let broker = start_petrel(
+            &mut report,
+            binary,
+            work,
+            out_dir,
+            FlushDiskType::AsyncFlush,
+            opts,
+        )?;
+        let targets =
+            route::resolve_targets(Endpoint::Namesrv(broker.namesrv), &opts.topic, opts.queues)?;
         prime(&targets, &opts.topic)?;
         let flush = flush_mode(&targets, FlushDiskType::AsyncFlush);
         let mut one = base(500.0);
         one.connections = 1;
         one.max_in_flight = 16;
-        record(&mut report, "async 1 producer 500/s", &flush, produce::run(&one, &targets)?);
+        record(
+            &mut report,
+            "async 1 producer 500/s",
+            &flush,
+            produce::run(&one, &targets)?,
+        );
 
         let mut step = base(5000.0);
         step.warmup = Duration::from_millis(500);
@@ -137,12 +183,21 @@ fn run_in(
         };
         eprintln!("loadgen: ASYNC_FLUSH sweep");
         let sweep = sweep::run("petrel ASYNC_FLUSH", &sweep_cfg, &targets, print_run_line)?;
-        let half = (sweep.max_unsaturated_msgs_per_s.max(sweep.max_achieved_msgs_per_s * 0.9) / 2.0).max(500.0);
+        let half = (sweep
+            .max_unsaturated_msgs_per_s
+            .max(sweep.max_achieved_msgs_per_s * 0.9)
+            / 2.0)
+            .max(500.0);
         report.sweeps.push(sweep);
         let mut c = base(half);
         c.connections = 8;
         c.max_in_flight = 64;
-        record(&mut report, &format!("async half saturation {:.0}/s", half), &flush, produce::run(&c, &targets)?);
+        record(
+            &mut report,
+            &format!("async half saturation {:.0}/s", half),
+            &flush,
+            produce::run(&c, &targets)?,
+        );
 
         let e2e_rate = 20_000.0;
         let (p, consumed) = run_e2e(&base(e2e_rate), &targets, 8, 64)?;
@@ -156,13 +211,16 @@ fn run_in(
             report::us(consumed.e2e_latency.p99_9_us)
         );
         report.push_run("async e2e 20k/s", &flush, p, Some(consumed));
-        report.notes.push(format!("ASYNC_FLUSH broker stop: {}", broker.stop()?));
+        report
+            .notes
+            .push(format!("ASYNC_FLUSH broker stop: {}", broker.stop()?));
     }
     report.checks = checks(&report);
     Ok(report)
 }
 
 fn start_petrel(
+    report: &mut Report,
     binary: &std::path::Path,
     work: &std::path::Path,
     out_dir: &std::path::Path,
@@ -170,16 +228,47 @@ fn start_petrel(
     opts: &SuiteOptions,
 ) -> Result<PetrelProcess> {
     let name = flush.as_str().to_ascii_lowercase();
+    let mut extra_args = opts.petrel_args.clone();
+    if !extra_args.iter().any(|a| a.contains("mappedFileSizeCommitLog")) {
+        // 256 MiB segments instead of 1 GiB: each run fits in one or two, and the suite's
+        // footprint stays small. The report's notes say so.
+        extra_args.extend(["--set".to_string(), format!("mappedFileSizeCommitLog={SEGMENT_SIZE_BYTES}")]);
+    }
+    if !extra_args.iter().any(|a| a.contains("diskSpaceWarningLevelRatio")) {
+        // The suite does not exercise disk-full behaviour; a crowded development disk (or one
+        // with a large root reserve) must not make the broker refuse writes mid-benchmark.
+        extra_args.extend([
+            "--set".to_string(),
+            "diskSpaceWarningLevelRatio=0.99".to_string(),
+            "--set".to_string(),
+            "diskMaxUsedSpaceRatio=95".to_string(),
+        ]);
+    }
     let po = PetrelOptions {
         binary: binary.to_path_buf(),
         store_dir: work.join(format!("store-{name}")),
         flush,
-        extra_args: opts.petrel_args.clone(),
+        extra_args,
         log_path: out_dir.join(format!("petrel-{name}.log")),
     };
-    eprintln!("loadgen: starting petrel ({})", flush.as_str());
+    eprintln!("loadgen: starting petrel ({}) {}", flush.as_str(), po.extra_args.join(" "));
     let p = PetrelProcess::start(&po)?;
-    eprintln!("loadgen: petrel up, {} broker(s) registered at {}", p.broker_count, p.namesrv);
+    let note = format!("petrel {} started with extra arguments: {}", flush.as_str(), po.extra_args.join(" "));
+    if !report.notes.contains(&note) {
+        report.notes.push(note);
+    }
+    if !p.failed_starts.is_empty() {
+        report.notes.push(format!(
+            "petrel ({}) needed {} start attempts; earlier attempts: {}",
+            flush.as_str(),
+            p.failed_starts.len() + 1,
+            p.failed_starts.join(" | ").replace('\n', " ")
+        ));
+    }
+    eprintln!(
+        "loadgen: petrel up, {} broker(s) registered at {}",
+        p.broker_count, p.namesrv
+    );
     Ok(p)
 }
 
@@ -189,8 +278,17 @@ pub fn prime(targets: &[Target], topic: &str) -> Result<()> {
     for t in targets {
         let mut client = Client::connect(t.addr, Duration::from_secs(5))?;
         for &queue_id in &t.queue_ids {
-            let header = SendHeader { producer_group: "loadgen_prime", topic, queue_id, born_timestamp_ms: 0 };
-            let request = codec::send_request(SendCode::SendMessageV2, &header, codec::body::encode(128, 0, 0));
+            let header = SendHeader {
+                producer_group: "loadgen_prime",
+                topic,
+                queue_id,
+                born_timestamp_ms: 0,
+            };
+            let request = codec::send_request(
+                SendCode::SendMessageV2,
+                &header,
+                codec::body::encode(128, 0, 0),
+            );
             let response = client.call(request, PRIME_TIMEOUT)?;
             if response.code != codec::response_code::SUCCESS {
                 anyhow::bail!(
@@ -291,19 +389,30 @@ fn find<'a>(report: &'a Report, prefix: &str) -> Option<&'a crate::report::RunEn
 /// The performance targets, judged as ratios to this run's floors.
 fn checks(report: &Report) -> Vec<Check> {
     let mut out = Vec::new();
-    let Some(floor) = &report.floor else { return out };
+    let Some(floor) = &report.floor else {
+        return out;
+    };
     let lo = &floor.loopback;
     if let (Some(disk), Some(r)) = (&floor.disk, find(report, "sync 1 producer")) {
         let l = &r.produce.latency;
         let limit = disk.p50_us + lo.p50_us + 50.0;
         out.push(Check {
             target: "SYNC_FLUSH one producer: p50 ≤ disk p50 + loopback p50 + 50 µs".into(),
-            measured: format!("p50 {} µs vs limit {} µs", report::us(l.p50_us), report::us(limit)),
+            measured: format!(
+                "p50 {} µs vs limit {} µs",
+                report::us(l.p50_us),
+                report::us(limit)
+            ),
             pass: l.p50_us <= limit,
         });
         out.push(Check {
             target: "SYNC_FLUSH one producer: p99 ≤ 1.2 × disk p99".into(),
-            measured: format!("p99 {} µs = {:.2} × disk p99 {} µs", report::us(l.p99_us), l.p99_us / disk.p99_us, report::us(disk.p99_us)),
+            measured: format!(
+                "p99 {} µs = {:.2} × disk p99 {} µs",
+                report::us(l.p99_us),
+                l.p99_us / disk.p99_us,
+                report::us(disk.p99_us)
+            ),
             pass: l.p99_us <= 1.2 * disk.p99_us,
         });
     }
@@ -324,7 +433,8 @@ fn checks(report: &Report) -> Vec<Check> {
         let p = &r.produce;
         let diff_points = (lo.share_under_1ms - p.share_under_1ms) * 100.0;
         out.push(Check {
-            target: "ASYNC_FLUSH at half saturation: share < 1 ms within 0.5 points of loopback's".into(),
+            target: "ASYNC_FLUSH at half saturation: share < 1 ms within 0.5 points of loopback's"
+                .into(),
             measured: format!(
                 "{:.3}% vs loopback {:.3}% ({:.3} points)",
                 p.share_under_1ms * 100.0,
@@ -348,12 +458,20 @@ fn checks(report: &Report) -> Vec<Check> {
         let l = &c.e2e_latency;
         out.push(Check {
             target: "e2e ASYNC_FLUSH 20k msg/s: p50 ≤ 3 × loopback p50".into(),
-            measured: format!("p50 {} µs = {:.2} × loopback p50", report::us(l.p50_us), l.p50_us / lo.p50_us),
+            measured: format!(
+                "p50 {} µs = {:.2} × loopback p50",
+                report::us(l.p50_us),
+                l.p50_us / lo.p50_us
+            ),
             pass: l.count > 0 && l.p50_us <= 3.0 * lo.p50_us,
         });
         out.push(Check {
             target: "e2e ASYNC_FLUSH 20k msg/s: p99 ≤ 1.5 × loopback p99".into(),
-            measured: format!("p99 {} µs = {:.2} × loopback p99", report::us(l.p99_us), l.p99_us / lo.p99_us),
+            measured: format!(
+                "p99 {} µs = {:.2} × loopback p99",
+                report::us(l.p99_us),
+                l.p99_us / lo.p99_us
+            ),
             pass: l.count > 0 && l.p99_us <= 1.5 * lo.p99_us,
         });
     }

@@ -26,7 +26,10 @@ pub struct Series<'a> {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn nines(q: f64, count: u64) -> f64 {
@@ -148,7 +151,12 @@ pub fn percentile_plot(title: &str, series: &[Series<'_>]) -> String {
         .fold(3.0_f64, f64::max)
         .min(7.0);
     let (y_min_log, y_max_log) = y_range(series.iter().flat_map(|s| s.points.iter().map(|p| p[1])));
-    let f = Frame { x_min: 0.0, x_max, y_min_log, y_max_log };
+    let f = Frame {
+        x_min: 0.0,
+        x_max,
+        y_min_log,
+        y_max_log,
+    };
     let mut out = String::new();
     header(&mut out, title);
     y_axis(&mut out, &f);
@@ -215,9 +223,17 @@ pub fn throughput_plot(title: &str, curves: &[Curve]) -> String {
         .fold(1.0_f64, f64::max);
     let step = nice_step(x_max_raw / 5.0);
     let x_max = (x_max_raw / step).ceil() * step;
-    let (y_min_log, y_max_log) =
-        y_range(curves.iter().flat_map(|c| c.points.iter().flat_map(|p| [p[1], p[2], p[3]])));
-    let f = Frame { x_min: 0.0, x_max, y_min_log, y_max_log };
+    let (y_min_log, y_max_log) = y_range(
+        curves
+            .iter()
+            .flat_map(|c| c.points.iter().flat_map(|p| [p[1], p[2], p[3]])),
+    );
+    let f = Frame {
+        x_min: 0.0,
+        x_max,
+        y_min_log,
+        y_max_log,
+    };
     let mut out = String::new();
     header(&mut out, title);
     y_axis(&mut out, &f);
@@ -243,7 +259,10 @@ pub fn throughput_plot(title: &str, curves: &[Curve]) -> String {
     let mut labels = Vec::new();
     for (i, c) in curves.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        for (k, (name, dash)) in [("p50", ""), ("p99", "8 4"), ("p99.9", "2 3")].iter().enumerate() {
+        for (k, (name, dash)) in [("p50", ""), ("p99", "8 4"), ("p99.9", "2 3")]
+            .iter()
+            .enumerate()
+        {
             let mut pts = String::new();
             for p in &c.points {
                 let _ = write!(pts, "{:.1},{:.1} ", f.px(p[0]), f.py(p[k + 1]));
@@ -305,8 +324,16 @@ mod tests {
         let svg = percentile_plot(
             "t <x>",
             &[
-                Series { label: "a".into(), count: 1000, points: &a },
-                Series { label: "b".into(), count: 10, points: &b },
+                Series {
+                    label: "a".into(),
+                    count: 1000,
+                    points: &a,
+                },
+                Series {
+                    label: "b".into(),
+                    count: 10,
+                    points: &b,
+                },
             ],
         );
         assert!(svg.starts_with("<svg"));

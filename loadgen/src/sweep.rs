@@ -49,10 +49,17 @@ pub fn saturation(step: &ProduceResult, cfg: &SweepConfig) -> Option<String> {
     }
     let p99_limit_us = cfg.p99_limit.as_secs_f64() * 1e6;
     if step.latency.p99_us > p99_limit_us {
-        return Some(format!("p99 {:.0} µs over the {:.0} µs limit", step.latency.p99_us, p99_limit_us));
+        return Some(format!(
+            "p99 {:.0} µs over the {:.0} µs limit",
+            step.latency.p99_us, p99_limit_us
+        ));
     }
     if step.error_count() * 100 > step.sends_measured.max(1) {
-        return Some(format!("{} errors in {} sends", step.error_count(), step.sends_measured));
+        return Some(format!(
+            "{} errors in {} sends",
+            step.error_count(),
+            step.sends_measured
+        ));
     }
     None
 }
@@ -84,7 +91,10 @@ pub fn run(
         }
         rate *= cfg.factor;
     }
-    let max_achieved = steps.iter().map(|s| s.achieved_msgs_per_s).fold(0.0, f64::max);
+    let max_achieved = steps
+        .iter()
+        .map(|s| s.achieved_msgs_per_s)
+        .fold(0.0, f64::max);
     Ok(SweepResult {
         label: label.to_string(),
         steps,

@@ -53,7 +53,11 @@ impl StallServer {
                 c.join().expect("connection thread");
             }
         });
-        StallServer { addr, stop, thread: Some(thread) }
+        StallServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -68,7 +72,8 @@ impl Drop for StallServer {
 
 fn serve(mut s: std::net::TcpStream, stop: &AtomicBool, received: &AtomicU64) {
     s.set_nodelay(true).expect("nodelay");
-    s.set_read_timeout(Some(Duration::from_millis(20))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
     let mut buf = BytesMut::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut out = BytesMut::new();
@@ -80,7 +85,9 @@ fn serve(mut s: std::net::TcpStream, stop: &AtomicBool, received: &AtomicU64) {
             Err(_) => return,
         }
         out.clear();
-        while let Some(req) = RemotingCommand::decode(&mut buf, FRAME_SIZE_MAX).expect("valid frame") {
+        while let Some(req) =
+            RemotingCommand::decode(&mut buf, FRAME_SIZE_MAX).expect("valid frame")
+        {
             let n = received.fetch_add(1, Ordering::Relaxed) + 1;
             if n == STALL_AT_REQUEST {
                 // Flush what is answered so far, then stall: everything behind waits.
@@ -110,7 +117,11 @@ fn run(pacing: Pacing) -> ProduceResult {
     cfg.duration = Duration::from_secs(2);
     cfg.late_threshold = Duration::from_millis(10);
     cfg.drain_timeout = Duration::from_secs(5);
-    let targets = [Target { broker_name: "stall".into(), addr: server.addr, queue_ids: vec![0] }];
+    let targets = [Target {
+        broker_name: "stall".into(),
+        addr: server.addr,
+        queue_ids: vec![0],
+    }];
     produce::run(&cfg, &targets).expect("produce run")
 }
 
@@ -123,9 +134,21 @@ fn open_loop_charges_a_50ms_stall_to_every_request_it_delayed() {
         l.count, l.p50_us, l.p99_us, l.p99_9_us, l.max_us, l.late_count
     );
     assert_eq!(open.error_count(), 0, "errors: {:?}", open.errors);
-    assert!(l.count >= 1900, "about 2000 measured sends, got {}", l.count);
-    assert!(l.max_us >= 40_000.0, "the stall must show in the max: {} µs", l.max_us);
-    assert!(l.p99_9_us >= 40_000.0, "the stall must show in p99.9: {} µs", l.p99_9_us);
+    assert!(
+        l.count >= 1900,
+        "about 2000 measured sends, got {}",
+        l.count
+    );
+    assert!(
+        l.max_us >= 40_000.0,
+        "the stall must show in the max: {} µs",
+        l.max_us
+    );
+    assert!(
+        l.p99_9_us >= 40_000.0,
+        "the stall must show in p99.9: {} µs",
+        l.p99_9_us
+    );
     // At 1000/s a 50 ms stall delays ~50 requests, ~40 of them by more than 10 ms.
     assert!(l.late_count >= 25, "late requests: {}", l.late_count);
 
@@ -135,9 +158,20 @@ fn open_loop_charges_a_50ms_stall_to_every_request_it_delayed() {
         "closed loop: {} sends, p50 {:.0} p99 {:.0} p99.9 {:.0} max {:.0} µs, late {}",
         c.count, c.p50_us, c.p99_us, c.p99_9_us, c.max_us, c.late_count
     );
-    assert!(c.max_us >= 40_000.0, "closed loop still sees the one stalled request");
-    assert!(c.late_count <= 5, "closed loop hides the stall: {} late", c.late_count);
-    assert!(c.p99_9_us < 40_000.0, "closed loop p99.9 hides the stall: {} µs", c.p99_9_us);
+    assert!(
+        c.max_us >= 40_000.0,
+        "closed loop still sees the one stalled request"
+    );
+    assert!(
+        c.late_count <= 5,
+        "closed loop hides the stall: {} late",
+        c.late_count
+    );
+    assert!(
+        c.p99_9_us < 40_000.0,
+        "closed loop p99.9 hides the stall: {} µs",
+        c.p99_9_us
+    );
     assert!(
         c.late_count * 5 < l.late_count,
         "open loop must count far more late requests ({}) than closed loop ({})",

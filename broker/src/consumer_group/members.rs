@@ -265,6 +265,22 @@ impl ClientTable {
             .unwrap_or_default()
     }
 
+    /// Connections of a producer group's members (those still open), e.g. for
+    /// CHECK_TRANSACTION_STATE.
+    pub fn producer_connections(&self, group: &str) -> Vec<Rc<ConnectionCtx>> {
+        let producers = self.producers.borrow();
+        producers
+            .get(group)
+            .map(|members| {
+                members
+                    .values()
+                    .filter_map(|ch| ch.conn.upgrade())
+                    .filter(|conn| !conn.is_closed())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The group's subscription to `topic`, if it registered one.
     pub fn subscription(&self, group: &str, topic: &str) -> Option<SubscriptionData> {
         self.consumers

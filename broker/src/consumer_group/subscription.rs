@@ -1,13 +1,16 @@
 //! A consumer's subscription to one topic (`SubscriptionData.java`, REMOTING.md §6.3 and §4.7):
 //! the expression, its tags and their hash codes. The broker filters a pull twice: first by the
 //! consume queue's tags code against `code_set` (cheap, no record read), then exactly by the
-//! record's `TAGS` against `tags_set`.
+//! record's `TAGS` against `tags_set`. A SQL92 subscription instead carries its compiled
+//! filter (`crate::filter::sql92`), evaluated against each candidate record's properties.
 
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
 use serde_json::{json, Value};
 
 use crate::error::BrokerError;
+use crate::filter::Sql92Filter;
 
 pub const SUB_ALL: &str = "*";
 
@@ -48,20 +51,42 @@ pub struct SubscriptionData {
     pub code_set: BTreeSet<i32>,
     pub sub_version: i64,
     pub expression_type: ExpressionType,
+    /// The compiled expression of a SQL92 subscription (`None` for TAG).
+    pub sql92: Option<Rc<Sql92Filter>>,
 }
 
 /// Bound on the tags of one subscription expression.
 pub const TAG_COUNT_MAX: usize = 1024;
 
 impl SubscriptionData {
-    /// Builds a subscription from its expression (`*`, empty, or `a || b`).
+    /// Builds a subscription from its expression (`*`, empty, or `a || b`; for SQL92 the
+    /// condition, compiled here: an invalid one is `SubscriptionParseFailed`).
     pub fn from_expression(
         topic: &str,
         expression: &str,
         expression_type: ExpressionType,
         sub_version: i64,
     ) -> Result<Self, BrokerError> {
+        Self::build(topic, expression, expression_type, sub_version, None)
+    }
+
+    /// As `from_expression`, reusing `previous`'s compiled SQL92 filter when the expression
+    /// text is the same (a heartbeat repeats the subscription every 30 s: compile it once).
+    fn build(
+        topic: &str,
+        expression: &str,
+        expression_type: ExpressionType,
+        sub_version: i64,
+        previous: Option<&SubscriptionData>,
+    ) -> Result<Self, BrokerError> {
         let trimmed = expression.trim();
+        let sql92 = match expression_type {
+            ExpressionType::Tag => None,
+            ExpressionType::Sql92 => Some(match previous.and_then(|p| p.sql92.as_ref()) {
+                Some(filter) if filter.source() == trimmed => Rc::clone(filter),
+                _ => Rc::new(compile_sql92(trimmed)?),
+            }),
+        };
         let mut sub = SubscriptionData {
             topic: topic.to_string(),
             sub_string: if trimmed.is_empty() {
@@ -73,6 +98,7 @@ impl SubscriptionData {
             code_set: BTreeSet::new(),
             sub_version,
             expression_type,
+            sql92,
         };
         if expression_type == ExpressionType::Tag && sub.sub_string != SUB_ALL {
             for tag in sub
@@ -97,9 +123,14 @@ impl SubscriptionData {
     }
 
     /// Parses one `SubscriptionData` object of a heartbeat, leniently (REMOTING.md §6.1 item 7:
-    /// `subVersion` may be a string, `expressionType` may be absent).
-    pub fn from_heartbeat_json(v: &Value) -> Result<Self, BrokerError> {
-        let topic = v.get("topic").and_then(Value::as_str).unwrap_or_default();
+    /// `subVersion` may be a string, `expressionType` may be absent). `previous` is the group's
+    /// current subscription to the same topic, whose compiled SQL92 filter is reused when the
+    /// expression did not change.
+    pub fn from_heartbeat_json(
+        v: &Value,
+        previous: Option<&SubscriptionData>,
+    ) -> Result<Self, BrokerError> {
+        let topic = heartbeat_topic(v);
         if topic.is_empty() {
             return Err(BrokerError::InvalidParameter(
                 "heartbeat subscription without a topic".to_string(),
@@ -112,7 +143,7 @@ impl SubscriptionData {
             .get("subString")
             .and_then(Value::as_str)
             .unwrap_or(SUB_ALL);
-        let mut sub = Self::from_expression(topic, sub_string, expression_type, sub_version)?;
+        let mut sub = Self::build(topic, sub_string, expression_type, sub_version, previous)?;
         // A client may list tags the expression does not (old clients): trust tagsSet too.
         if let Some(tags) = v.get("tagsSet").and_then(Value::as_array) {
             if expression_type == ExpressionType::Tag && sub.sub_string != SUB_ALL {
@@ -161,6 +192,17 @@ impl SubscriptionData {
     }
 }
 
+/// The `topic` of a heartbeat's `SubscriptionData` object (empty when absent).
+pub fn heartbeat_topic(v: &Value) -> &str {
+    v.get("topic").and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Compiles a SQL92 expression; an invalid one is `SubscriptionParseFailed` with the reason.
+pub fn compile_sql92(expression: &str) -> Result<Sql92Filter, BrokerError> {
+    Sql92Filter::compile(expression.trim())
+        .map_err(|e| BrokerError::SubscriptionParseFailed(e.to_string()))
+}
+
 /// Java's `String.hashCode` of a tag, as the i32 the subscription code set holds.
 pub fn tag_code(tag: &str) -> i32 {
     // engine::tags_hash sign-extends an i32 hash into i64; the low 32 bits are the hash.
@@ -203,9 +245,33 @@ mod tests {
     #[test]
     fn heartbeat_json_is_parsed_leniently() {
         let v = serde_json::json!({"topic":"T","subString":"TagA","subVersion":"17","tagsSet":["TagA"]});
-        let s = SubscriptionData::from_heartbeat_json(&v).expect("valid");
+        let s = SubscriptionData::from_heartbeat_json(&v, None).expect("valid");
         assert_eq!(s.sub_version, 17);
         assert_eq!(s.expression_type, ExpressionType::Tag);
         assert!(s.matches_tag(Some("TagA")));
+    }
+
+    #[test]
+    fn sql92_subscriptions_compile_once_and_reject_bad_text() {
+        let v = serde_json::json!({"topic":"T","subString":"a > 1","expressionType":"SQL92",
+                                   "subVersion":1});
+        let first = SubscriptionData::from_heartbeat_json(&v, None).expect("valid");
+        let filter = first.sql92.clone().expect("compiled");
+        assert!(first.is_match_all(), "no tag filtering for SQL92");
+        let again = SubscriptionData::from_heartbeat_json(&v, Some(&first)).expect("valid");
+        assert!(Rc::ptr_eq(&filter, again.sql92.as_ref().expect("compiled")));
+        let changed = serde_json::json!({"topic":"T","subString":"a > 2","expressionType":"SQL92"});
+        let other = SubscriptionData::from_heartbeat_json(&changed, Some(&first)).expect("valid");
+        assert_eq!(other.sql92.as_ref().map(|f| f.source()), Some("a > 2"));
+
+        let bad = SubscriptionData::from_expression("T", "a >", ExpressionType::Sql92, 1)
+            .expect_err("invalid");
+        assert!(matches!(bad, BrokerError::SubscriptionParseFailed(_)));
+        assert!(
+            bad.to_string().contains("invalid SQL92 expression"),
+            "{bad}"
+        );
+        let tag = SubscriptionData::from_expression("T", "a", ExpressionType::Tag, 1).expect("tag");
+        assert!(tag.sql92.is_none());
     }
 }

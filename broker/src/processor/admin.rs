@@ -113,6 +113,10 @@ pub fn get_broker_config(
             ctx.config.default_topic_queue_nums.to_string(),
         ),
         ("autoCreateSubscriptionGroup", "true".to_string()),
+        (
+            "enablePropertyFilter",
+            ctx.config.enable_property_filter.to_string(),
+        ),
         ("storePathRootDir", ctx.store_dir.display().to_string()),
         ("flushDiskType", flush.to_string()),
         ("syncFlushTimeout", store.sync_flush_timeout_ms.to_string()),

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{field_str, success};
+use crate::consumer_group::subscription::{compile_sql92, heartbeat_topic, SUB_ALL};
 use crate::consumer_group::{
     ConsumerRegistration, ExpressionType, MessageModel, MessageQueue, SubscriptionData,
 };
@@ -96,9 +97,13 @@ pub async fn heart_beat(
         let mut subscriptions = Vec::new();
         let subs = c.get("subscriptionDataSet").and_then(Value::as_array);
         for s in subs.into_iter().flatten() {
-            match SubscriptionData::from_heartbeat_json(s) {
+            let previous = shard.clients().subscription(group, heartbeat_topic(s));
+            match SubscriptionData::from_heartbeat_json(s, previous.as_ref()) {
                 Ok(sub) => subscriptions.push(sub),
-                Err(e) => log::debug!("shard {}: heartbeat subscription skipped: {e}", shard.id()),
+                Err(e) => log::warn!(
+                    "shard {}: heartbeat subscription of group {group} skipped: {e}",
+                    shard.id()
+                ),
             }
         }
         if topic::validate_topic_name(&topic::retry_topic(group)).is_ok() {
@@ -168,8 +173,13 @@ pub fn get_consumer_list_by_group(
     Ok(success(req).with_body(Bytes::from(body.to_string())))
 }
 
-/// CHECK_CLIENT_CONFIG: TAG subscriptions are fine; SQL92 filtering is not supported here.
-pub fn check_client_config(req: &RemotingCommand) -> Result<RemotingCommand, BrokerError> {
+/// CHECK_CLIENT_CONFIG (a Java consumer with a SQL92 subscription sends it at start): TAG
+/// subscriptions are fine; a SQL92 one must compile (else SUBSCRIPTION_PARSE_FAILED with the
+/// reason) and needs `enablePropertyFilter` (else SYSTEM_ERROR, as Java answers).
+pub fn check_client_config(
+    shard: &Shard,
+    req: &RemotingCommand,
+) -> Result<RemotingCommand, BrokerError> {
     if req.body.is_empty() {
         return Ok(success(req));
     }
@@ -178,16 +188,32 @@ pub fn check_client_config(req: &RemotingCommand) -> Result<RemotingCommand, Bro
             what: "CheckClientRequestBody",
             source,
         })?;
-    let expression_type = body
-        .get("subscriptionData")
-        .and_then(|s| s.get("expressionType"))
-        .and_then(Value::as_str);
-    match ExpressionType::parse(expression_type)? {
-        ExpressionType::Tag => Ok(success(req)),
-        ExpressionType::Sql92 => Err(BrokerError::SystemError(
-            "The broker does not support consumer to filter message by SQL92".to_string(),
-        )),
+    let Some(subscription) = body.get("subscriptionData").filter(|s| !s.is_null()) else {
+        return Ok(success(req));
+    };
+    let expression_type =
+        ExpressionType::parse(subscription.get("expressionType").and_then(Value::as_str))?;
+    if expression_type == ExpressionType::Tag {
+        return Ok(success(req));
     }
+    if !shard.context().config.enable_property_filter {
+        return Err(sql92_disabled());
+    }
+    let expression = subscription
+        .get("subString")
+        .and_then(Value::as_str)
+        .unwrap_or(SUB_ALL);
+    compile_sql92(expression)?;
+    Ok(success(req))
+}
+
+/// Java's answer when `enablePropertyFilter=false` and a consumer asks for SQL92.
+pub fn sql92_disabled() -> BrokerError {
+    BrokerError::SystemError(
+        "The broker does not support consumer to filter message by SQL92 \
+         (set enablePropertyFilter=true)"
+            .to_string(),
+    )
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,5 @@
 //! Request code -> processor. Each family lives in its own file (`send`, `pull`,
-//! `consumer_offset`, `client`, `admin`, `query`); each returns
+//! `consumer_offset`, `client`, `admin`, `query`, `end_transaction`); each returns
 //! `Result<RemotingCommand, BrokerError>`, and `dispatch` below is the one place an error
 //! becomes a response (`BrokerError::response_code()` + its text as the remark). Oneway
 //! requests never get an answer.
@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod client;
 pub mod consumer_offset;
+pub mod end_transaction;
 pub mod pull;
 pub mod query;
 pub mod send;
@@ -33,6 +34,7 @@ pub async fn dispatch(
         | RequestCode::SEND_MESSAGE_V2
         | RequestCode::SEND_BATCH_MESSAGE => send::send_message(shard, conn, &req).await,
         RequestCode::CONSUMER_SEND_MSG_BACK => send::consumer_send_msg_back(shard, &req).await,
+        RequestCode::END_TRANSACTION => end_transaction::end_transaction(shard, &req).await,
         RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
             pull::pull_message(shard, &req).await
         }
@@ -49,7 +51,7 @@ pub async fn dispatch(
         RequestCode::HEART_BEAT => client::heart_beat(shard, conn, &req).await,
         RequestCode::UNREGISTER_CLIENT => client::unregister_client(shard, conn, &req),
         RequestCode::GET_CONSUMER_LIST_BY_GROUP => client::get_consumer_list_by_group(shard, &req),
-        RequestCode::CHECK_CLIENT_CONFIG => client::check_client_config(&req),
+        RequestCode::CHECK_CLIENT_CONFIG => client::check_client_config(shard, &req),
         RequestCode::LOCK_BATCH_MQ => client::lock_batch_mq(shard, &req),
         RequestCode::UNLOCK_BATCH_MQ => client::unlock_batch_mq(shard, &req),
         RequestCode::UPDATE_AND_CREATE_TOPIC => admin::update_and_create_topic(shard, &req).await,

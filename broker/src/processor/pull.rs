@@ -1,8 +1,10 @@
 //! PULL_MESSAGE (11) and LITE_PULL_MESSAGE (361): the read path, REMOTING.md §2.3, §7.1, §7.3.
 //!
 //! A pull records the consumer's commit offset (COMMIT_OFFSET flag), reads the consume queue
-//! from the requested offset, filters by tags code and then by the exact tag, and answers the
-//! stored records concatenated. With nothing new and the SUSPEND flag set, the pull is held in
+//! from the requested offset, filters by tags code and then by the exact tag (or, for a SQL92
+//! subscription, by its expression over each record's properties), and answers the stored
+//! records concatenated. When entries were read but none matched, the answer is
+//! PULL_RETRY_IMMEDIATELY with nextBeginOffset past them (§7.3). With nothing new and the SUSPEND flag set, the pull is held in
 //! `long_poll` until an append to the queue or its suspend timeout, then runs once more
 //! (without committing again) and answers whatever it finds.
 
@@ -112,10 +114,10 @@ pub async fn pull_message(
         )));
     }
     let subscription = subscription_of(shard, &header)?;
-    if subscription.expression_type == ExpressionType::Sql92 {
-        return Err(BrokerError::SystemError(
-            "The broker does not support consumer to filter message by SQL92".to_string(),
-        ));
+    if subscription.expression_type == ExpressionType::Sql92
+        && !shard.context().config.enable_property_filter
+    {
+        return Err(super::client::sql92_disabled());
     }
     if header.has(pull_sys_flag::COMMIT_OFFSET) {
         if let Ok(offset) = u64::try_from(header.commit_offset) {
@@ -266,15 +268,19 @@ async fn execute(
     })
 }
 
-/// Second filter: the record's TAGS must be one the subscription names. A record that does
-/// not decode is passed on (the client decodes and judges it).
+/// Second filter: the record's TAGS must be one the subscription names, or its properties
+/// must satisfy the SQL92 expression. A record that does not decode is passed on (the client
+/// decodes and judges it).
 fn is_exact_match(subscription: &SubscriptionData, record: &[u8]) -> bool {
-    if subscription.is_match_all() {
+    if subscription.sql92.is_none() && subscription.is_match_all() {
         return true;
     }
-    match engine::record::decode(record) {
-        Ok(view) => subscription.matches_tag(engine::properties::get(view.properties(), "TAGS")),
-        Err(_) => true,
+    let Ok(view) = engine::record::decode(record) else {
+        return true;
+    };
+    match &subscription.sql92 {
+        Some(filter) => filter.matches_properties(view.properties()),
+        None => subscription.matches_tag(engine::properties::get(view.properties(), "TAGS")),
     }
 }
 

@@ -5,7 +5,8 @@
 //! Checks in Java's order: topic name, not-allowed system topics, topic exists (or is
 //! auto-created from the `defaultTopic` template), write permission, queue id; then retry/DLQ
 //! routing for `%RETRY%` topics; then delay levels (a message with `DELAY` > 0 is parked in
-//! `SCHEDULE_TOPIC_XXXX`, `schedule.rs`); then the store. Under SYNC_FLUSH the answer waits for
+//! `SCHEDULE_TOPIC_XXXX`, `schedule.rs`) or, for a transactional half message, its parking in
+//! `RMQ_SYS_TRANS_HALF_TOPIC` (`transaction.rs`); then the store. Under SYNC_FLUSH the answer waits for
 //! the record's durability ticket unless the message says `WAIT=false`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -21,6 +22,7 @@ use crate::remoting::{RemotingCommand, RequestCode, ResponseCode};
 use crate::schedule::{self, DelayLevel};
 use crate::shard::{now_ms, Announce, Shard};
 use crate::topic::{self, perm, TopicConfig};
+use crate::transaction;
 
 /// MessageSysFlag bits the broker looks at (REMOTING.md §4.2).
 pub mod sys_flag {
@@ -182,9 +184,20 @@ pub async fn send_message(
     let is_wait = props
         .get(PROPERTY_WAIT)
         .is_none_or(|w| !w.eq_ignore_ascii_case("false"));
-    let parked = schedule::park(&mut props, sys_flag, &dest.topic, dest.queue_id);
+    // A half (transactional) message waits in the half topic for END_TRANSACTION; its DELAY,
+    // if any, applies once it is committed.
+    let is_half = transaction::is_half(&props, sys_flag, header.reconsume_times);
+    let (parked, sys_flag) = if is_half {
+        let sys_flag =
+            transaction::park_half(&mut props, sys_flag, &dest.topic, dest.queue_id, &uniq_key);
+        (None, sys_flag)
+    } else {
+        let parked = schedule::park(&mut props, sys_flag, &dest.topic, dest.queue_id);
+        (parked, sys_flag)
+    };
     let properties = props.encode();
     let (store_topic, store_queue_id) = match parked {
+        _ if is_half => (topic::TRANS_HALF_TOPIC, transaction::HALF_QUEUE_ID.0),
         Some(level) => (topic::SCHEDULE_TOPIC, level.queue_id().0),
         None => (dest.topic.as_str(), dest.queue_id),
     };
@@ -206,7 +219,7 @@ pub async fn send_message(
     let put = shard.store().put(&msg)?;
     if parked.is_some() {
         shard.schedule().wake();
-    } else {
+    } else if !is_half {
         shard
             .long_polls()
             .notify_append(&dest.topic, dest.queue_id, put.queue_offset.0 + 1);

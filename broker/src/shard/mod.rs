@@ -24,6 +24,7 @@ use crate::remoting::connection::ConnectionCtx;
 use crate::remoting::{RemotingCommand, RequestCode};
 use crate::topic::{self, TopicConfig, TopicTable, Upsert};
 use crate::schedule::Scheduler;
+use crate::transaction::TransactionService;
 
 pub use context::ShardContext;
 pub use control::ControlMessage;
@@ -62,6 +63,8 @@ pub struct Shard {
     long_polls: LongPollTable,
     /// Delayed delivery (SCHEDULE_TOPIC_XXXX) and its task.
     schedule: Scheduler,
+    /// Half messages (transactions) and the check-back task.
+    transactions: TransactionService,
     random_state: Cell<u64>,
     uniq_counter: Cell<u16>,
     next_opaque: Cell<i32>,
@@ -97,6 +100,7 @@ impl Shard {
         let topics = TopicTable::open(&config_dir, system_topics, now_ms())?;
         let offsets = ConsumerOffsetTable::open(&config_dir)?;
         let schedule = Scheduler::open(&config_dir)?;
+        let transactions = TransactionService::open(&config_dir)?;
         let seed = u64::try_from(now_ms()).unwrap_or(1) ^ (u64::from(ctx.shard_id) << 48) | 1;
         let shard = Rc::new(Shard {
             ctx,
@@ -108,6 +112,7 @@ impl Shard {
             locks: LockTable::new(),
             long_polls: LongPollTable::new(HELD_PULLS_MAX),
             schedule,
+            transactions,
             random_state: Cell::new(seed),
             uniq_counter: Cell::new(0),
             next_opaque: Cell::new(1),
@@ -117,6 +122,7 @@ impl Shard {
         shard.topics.persist().await?;
         glommio::spawn_local(housekeeping(Rc::downgrade(&shard))).detach();
         shard.schedule.start(Rc::downgrade(&shard));
+        shard.transactions.start(Rc::downgrade(&shard));
         log::info!(
             "shard {} ({}) open at {} with {} topics",
             shard.ctx.shard_id,
@@ -176,6 +182,7 @@ impl Shard {
         self.is_stopping.set(true);
         self.long_polls.release_all();
         self.schedule.wake();
+        self.transactions.wake();
     }
 
     /// Persists offsets and topics and shuts the store down (calls `begin_shutdown` first).
@@ -183,6 +190,8 @@ impl Shard {
         self.begin_shutdown();
         // Stops delayed delivery; the task writes delayOffset.json before it returns.
         self.schedule.stop().await;
+        // Stops the check-back task; it writes transactionOffset.json before it returns.
+        self.transactions.stop().await;
         let _permit = self.persist_gate.acquire_permit(1).await;
         if let Err(e) = self.offsets.persist_if_dirty(now_ms()).await {
             log::error!(
@@ -234,6 +243,17 @@ impl Shard {
 
     pub fn schedule(&self) -> &Scheduler {
         &self.schedule
+    }
+
+    pub fn transactions(&self) -> &TransactionService {
+        &self.transactions
+    }
+
+    /// Opaque for a server-initiated request (NOTIFY_CONSUMER_IDS_CHANGED, CHECK_TRANSACTION_STATE).
+    pub fn next_opaque(&self) -> i32 {
+        let opaque = self.next_opaque.get();
+        self.next_opaque.set(opaque.wrapping_add(1));
+        opaque
     }
 
     pub fn is_stopping(&self) -> bool {

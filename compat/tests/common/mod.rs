@@ -3,6 +3,30 @@
 //! collect what consumers receive with bounded waits.
 //!
 //! Every wait here is bounded; a test fails with a message instead of hanging.
+//!
+//! What the client (rocketmq-client-rust 1.0.0) needs and does, learned from its source:
+//! - It never creates a Tokio runtime: the application owns one through
+//!   `rocketmq_runtime::RuntimeOwner` and passes a `ClientRuntime` (built from
+//!   `owner.root_context().component(..)`) to every producer/consumer builder. `ClientEnv`
+//!   does that; scenarios run inside `owner.block_on`.
+//! - Listener calls run in the runtime's "metadata-io" blocking lane; with the default
+//!   admission on 2 cores, a 32-message pull batch overflows it and the client sends the
+//!   overflow back (CONSUMER_SEND_MSG_BACK) for redelivery via %RETRY% 10 s later. `ClientEnv`
+//!   widens that lane's queue so scenarios measure the broker, not this back-pressure.
+//! - Client id = `<local IP>@<instance name>`; clustering consumers (and producers) switch
+//!   the default instance name "DEFAULT" to `<pid>#<nanos>`, so several of them in one
+//!   process are distinct clients. Broadcasting consumers keep "DEFAULT": give each one its
+//!   own instance name. Broadcasting offsets live in local files
+//!   (`rocketmq.client.localOffsetStoreDir`, default `~/.rocketmq_offsets`).
+//! - Start-up calls: producer: GET_ROUTEINFO_BY_TOPIC (105) for TBW102 and each topic,
+//!   HEART_BEAT (34) to masters; push consumer: 105 for the topic and `%RETRY%<group>`,
+//!   34 to every broker in its routes, GET_CONSUMER_LIST_BY_GROUP (38) per rebalance,
+//!   QUERY_CONSUMER_OFFSET (14), PULL_MESSAGE (11), UPDATE_CONSUMER_OFFSET (15, oneway, every
+//!   5 s and at shutdown), UNREGISTER_CLIENT (35). Rebalance runs at start, on
+//!   NOTIFY_CONSUMER_IDS_CHANGED (40) and every 20 s (`rocketmq.client.rebalance.waitInterval`).
+//! - `DefaultLitePullConsumer` with `auto_commit(false)`: `commit_with_map(offsets, true)`
+//!   stores the offsets and persists them with oneway UPDATE_CONSUMER_OFFSET; a new consumer
+//!   of the group reads them back with QUERY_CONSUMER_OFFSET.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::BTreeMap;
@@ -73,6 +97,43 @@ pub fn petrel_bin() -> Result<PathBuf> {
     )
 }
 
+/// The filesystem type of the mount that holds `path` (longest mount-point prefix).
+fn fs_type(path: &Path) -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    let path = path.canonicalize().ok()?;
+    let mut best: Option<(usize, String)> = None;
+    for line in mounts.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(_dev), Some(mnt), Some(fstype)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        if path.starts_with(mnt) && best.as_ref().is_none_or(|(n, _)| mnt.len() > *n) {
+            best = Some((mnt.len(), fstype.to_string()));
+        }
+    }
+    best.map(|(_, t)| t)
+}
+
+/// Where test stores go. O_DIRECT needs a real disk filesystem (not tmpfs): `$COMPAT_TMPDIR`
+/// if set, else `/var/tmp`, else `<workspace>/target/compat-tmp`.
+pub fn store_base_dir() -> Result<PathBuf> {
+    if let Ok(d) = std::env::var("COMPAT_TMPDIR") {
+        return Ok(PathBuf::from(d));
+    }
+    let candidates = [
+        PathBuf::from("/var/tmp"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/compat-tmp"),
+    ];
+    for c in &candidates {
+        let _ = std::fs::create_dir_all(c);
+        match fs_type(c).as_deref() {
+            Some("tmpfs") | Some("ramfs") | None => continue,
+            Some(_) => return Ok(c.clone()),
+        }
+    }
+    bail!("no directory on a real disk filesystem for the test store (tried {candidates:?}); set COMPAT_TMPDIR")
+}
+
 static PORT_SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Picks `count` consecutive free loopback ports below the kernel's ephemeral range
@@ -122,12 +183,11 @@ impl Petrel {
     /// until every shard is registered in the nameserver.
     pub fn start() -> Result<Petrel> {
         let bin = petrel_bin()?;
-        // O_DIRECT needs a real filesystem: /var/tmp, not a tmpfs /tmp.
-        let base = std::env::var("COMPAT_TMPDIR").unwrap_or_else(|_| "/var/tmp".to_string());
+        let base = store_base_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("petrel-compat-")
             .tempdir_in(&base)
-            .with_context(|| format!("creating a temp dir under {base}"))?;
+            .with_context(|| format!("creating a temp dir under {}", base.display()))?;
         let namesrv_port = free_port_block(1)?;
         let listen_port = free_port_block(SHARDS)?;
         let mut p = Petrel {
@@ -541,9 +601,9 @@ impl ClientEnv {
         config.blocking_lane_policies.metadata_io.max_queue_depth = 4096;
         config.blocking_lane_policies.metadata_io.queue_timeout = Duration::from_secs(60);
         let owner = RuntimeOwner::plan(config)
-        .map_err(|e| anyhow!("runtime config: {e}"))?
-        .build()
-        .map_err(|e| anyhow!("runtime build: {e}"))?;
+            .map_err(|e| anyhow!("runtime config: {e}"))?
+            .build()
+            .map_err(|e| anyhow!("runtime build: {e}"))?;
         let rt = ClientRuntime::try_new(
             owner.root_context().component("client"),
             ClientRuntimeConfig {

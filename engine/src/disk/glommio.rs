@@ -190,6 +190,7 @@ impl Disk for GlommioDisk {
         let frag = s.fragment_size() as u64;
         Ok(DiskSpace {
             total_bytes: s.blocks() as u64 * frag,
+            free_bytes: s.blocks_free() as u64 * frag,
             available_bytes: s.blocks_available() as u64 * frag,
         })
     }

@@ -26,17 +26,22 @@ pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 pub struct DiskSpace {
     /// Total bytes.
     pub total_bytes: u64,
-    /// Bytes available to us.
+    /// Free bytes, including blocks reserved for root.
+    pub free_bytes: u64,
+    /// Bytes available to unprivileged users.
     pub available_bytes: u64,
 }
 
 impl DiskSpace {
-    /// Used share, 0.0..=1.0.
+    /// Used share, 0.0..=1.0, as `df` computes Use%: used / (used + available), so blocks
+    /// reserved for root count neither as used nor as available.
     pub fn used_ratio(&self) -> f64 {
-        if self.total_bytes == 0 {
+        let used = self.total_bytes.saturating_sub(self.free_bytes);
+        let denominator = used + self.available_bytes;
+        if denominator == 0 {
             return 1.0;
         }
-        1.0 - self.available_bytes as f64 / self.total_bytes as f64
+        used as f64 / denominator as f64
     }
 }
 

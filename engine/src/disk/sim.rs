@@ -372,7 +372,8 @@ impl Disk for SimDisk {
         let used: u64 = state.files.values().map(|f| f.borrow().volatile.len() as u64).sum();
         let used = used + self.inner.extra_used_bytes.get();
         let total = self.inner.capacity_bytes.get();
-        Ok(DiskSpace { total_bytes: total, available_bytes: total.saturating_sub(used) })
+        let free = total.saturating_sub(used);
+        Ok(DiskSpace { total_bytes: total, free_bytes: free, available_bytes: free })
     }
 
     fn modified_ms(&self, path: &Path) -> Result<i64, IoError> {

@@ -21,6 +21,10 @@ pub fn config(root: PathBuf) -> StoreConfig {
         body_size_max: 64 << 10,
         append_buffer_bytes_max: 4 << 20,
         tail_cache_bytes_max: 1 << 20,
+        // The shared development disk may be fuller than the defaults allow; these tests are
+        // about durability, not retention (store_faults.rs covers that on the simulated disk).
+        disk_clean_ratio: 1.0,
+        disk_max_used_ratio: 1.0,
         ..Default::default()
     }
 }
