@@ -33,6 +33,7 @@
 //! | `transactionTimeOut` | `6000` | ms before an undecided half (transactional) message is first checked back |
 //! | `transactionCheckInterval` | `30000` | ms between two check-back rounds |
 //! | `transactionCheckMax` | `15` | check-backs of one half message before it is discarded |
+//! | `metricsPort` | `0` (off) | shard `i` serves Prometheus text on `http://bindAddress:metricsPort+i/metrics` (Petrel key) |
 //!
 //! Other RocketMQ keys that Petrel knows but does not use (e.g. `brokerId`, `brokerRole`) are
 //! accepted with a warning that they are ignored.
@@ -124,6 +125,9 @@ pub struct BrokerConfig {
     pub transaction_check_interval_ms: u64,
     /// transactionCheckMax: check-backs of one half message before it is discarded.
     pub transaction_check_max: u32,
+    /// metricsPort: shard `i` serves its metrics on `metricsPort + i` (`crate::metrics`);
+    /// 0 = no metrics listener.
+    pub metrics_port: u16,
 }
 
 /// What [`BrokerConfig::set`] did with a key.
@@ -185,6 +189,7 @@ impl Default for BrokerConfig {
             transaction_timeout_ms: TRANSACTION_TIMEOUT_MS_DEFAULT,
             transaction_check_interval_ms: TRANSACTION_CHECK_INTERVAL_MS_DEFAULT,
             transaction_check_max: TRANSACTION_CHECK_MAX_DEFAULT,
+            metrics_port: 0,
         }
     }
 }
@@ -342,7 +347,8 @@ impl BrokerConfig {
             "transactionTimeOut" | "transactionCheckInterval" => {
                 let n = positive(key, v)?;
                 if n > TRANSACTION_TIME_MS_MAX {
-                    return Err(invalid(key, v, format!("must be 1..={TRANSACTION_TIME_MS_MAX} ms")));
+                    let reason = format!("must be 1..={TRANSACTION_TIME_MS_MAX} ms");
+                    return Err(invalid(key, v, reason));
                 }
                 if key == "transactionTimeOut" {
                     self.transaction_timeout_ms = n;
@@ -357,6 +363,7 @@ impl BrokerConfig {
                 }
                 self.transaction_check_max = n;
             }
+            "metricsPort" => self.metrics_port = parse_num(key, v)?,
             _ if IGNORED_KEYS.contains(&key) => return Ok(KeyOutcome::Ignored),
             _ => return Ok(KeyOutcome::Unknown),
         }
@@ -426,6 +433,21 @@ impl BrokerConfig {
                 return Err(ConfigError::Inconsistent(format!(
                     "namesrvListenPort {ns} collides with shard ports {}..={last_port}",
                     self.listen_port
+                )));
+            }
+        }
+        if self.metrics_port != 0 {
+            let last_metrics = u32::from(self.metrics_port) + u32::from(self.shards) - 1;
+            let overlaps_shards = u32::from(self.metrics_port) <= last_port
+                && last_metrics >= u32::from(self.listen_port);
+            let namesrv = u32::from(self.namesrv_listen_port);
+            let overlaps_namesrv = self.namesrv_addr.is_none()
+                && (u32::from(self.metrics_port)..=last_metrics).contains(&namesrv);
+            if last_metrics > u32::from(u16::MAX) || overlaps_shards || overlaps_namesrv {
+                return Err(ConfigError::Inconsistent(format!(
+                    "metricsPort {}..={last_metrics} must fit below 65536 and not collide with \
+                     the shard or nameserver ports",
+                    self.metrics_port
                 )));
             }
         }
@@ -604,6 +626,28 @@ mod tests {
         let s = c.store_config(PathBuf::from("/tmp/x/shard-0"));
         assert_eq!(s.flush_mode, FlushMode::Sync);
         assert!(s.disk_clean_ratio <= s.disk_max_used_ratio);
+    }
+
+    #[test]
+    fn transaction_keys_apply_and_are_checked() {
+        let mut c = BrokerConfig::default();
+        assert_eq!(c.transaction_timeout_ms, 6_000);
+        assert_eq!(c.transaction_check_interval_ms, 30_000);
+        assert_eq!(c.transaction_check_max, 15);
+        c.set("transactionTimeOut", "500").expect("ok");
+        c.set("transactionCheckInterval", "250").expect("ok");
+        c.set("transactionCheckMax", "3").expect("ok");
+        assert_eq!(c.transaction_timeout_ms, 500);
+        assert_eq!(c.transaction_check_interval_ms, 250);
+        assert_eq!(c.transaction_check_max, 3);
+        for (k, v) in [
+            ("transactionTimeOut", "0"),
+            ("transactionCheckInterval", "x"),
+            ("transactionCheckInterval", "86400001"),
+            ("transactionCheckMax", "0"),
+        ] {
+            assert!(c.set(k, v).is_err(), "{k}={v}");
+        }
     }
 
     #[test]

@@ -22,11 +22,13 @@
 //! runs on shard 0 (or standalone: `petrel namesrv`). `config` turns broker.conf, flags and
 //! the environment into one validated `config::BrokerConfig`.
 
+pub mod admin_cli;
 pub mod config;
 pub mod consumer_group;
 pub mod error;
 pub mod filter;
 pub mod long_poll;
+pub mod metrics;
 pub mod namesrv;
 pub mod processor;
 pub mod remoting;

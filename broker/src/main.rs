@@ -70,6 +70,8 @@ enum Command {
         #[arg(long = "bind-address", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
         bind_address: IpAddr,
     },
+    /// Administer a cluster through its nameserver (a small mqadmin).
+    Admin(broker::admin_cli::AdminArgs),
 }
 
 /// Invalid configuration: exit code 2.
@@ -102,10 +104,18 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let flag = Arc::new(ShutdownFlag::default());
-    if let Some(Command::Namesrv { port, bind_address }) = cli.command {
-        runtime::install_signal_handlers(flag.clone())?;
-        let addr = SocketAddr::new(bind_address, port);
-        return runtime::run_namesrv(addr, flag).context("nameserver");
+    match &cli.command {
+        Some(Command::Namesrv { port, bind_address }) => {
+            runtime::install_signal_handlers(flag.clone())?;
+            let addr = SocketAddr::new(*bind_address, *port);
+            return runtime::run_namesrv(addr, flag).context("nameserver");
+        }
+        Some(Command::Admin(args)) => {
+            let out = broker::admin_cli::run(args).context("admin")?;
+            print!("{out}");
+            return Ok(());
+        }
+        None => {}
     }
     let config = load_config(&cli).map_err(|e| anyhow::Error::new(ConfigInvalid(e)))?;
     runtime::install_signal_handlers(flag.clone())?;

@@ -352,6 +352,8 @@ async fn run_shard_joined(
         None
     };
 
+    let metrics_task = crate::metrics::start(&shard, &stop)?;
+
     let bind = config.bind_addr(shard_id);
     let listener = bind_listener(bind)?;
     log::info!(
@@ -396,6 +398,9 @@ async fn run_shard_joined(
     tracker.close_all();
     control_receiver.await;
     if let Some(t) = namesrv_task {
+        t.await;
+    }
+    if let Some(t) = metrics_task {
         t.await;
     }
     log::info!("shard {shard_id}: stopped (store flushed and checkpointed)");

@@ -612,7 +612,8 @@ async fn check_round(shard: &Shard, window: &mut OpWindow, pending: &mut Pending
         None => {
             let op_min = store.min_offset(TRANS_OP_HALF_TOPIC, OP_QUEUE_ID).0;
             let op_max = store.max_offset(TRANS_OP_HALF_TOPIC, OP_QUEUE_ID).0;
-            service.op_offset.get().clamp(op_min, op_max)
+            // Not `clamp`: it panics should the queue ever report min > max.
+            service.op_offset.get().max(op_min).min(op_max)
         }
     };
     window.read_offset = Some(read_offset);
@@ -622,6 +623,16 @@ async fn check_round(shard: &Shard, window: &mut OpWindow, pending: &mut Pending
         if window.done.remove(&half).is_some() {
             half += 1;
             continue;
+        }
+        // Ops written since the round began (or left unread while the window was full) may
+        // name this half: read them before taking the slow path.
+        let op_max = store.max_offset(TRANS_OP_HALF_TOPIC, OP_QUEUE_ID).0;
+        if window.done.len() < OP_WINDOW_MAX && window.read_offset.is_some_and(|o| o < op_max) {
+            read_ops(shard, window, half).await;
+            if window.done.remove(&half).is_some() {
+                half += 1;
+                continue;
+            }
         }
         match examine(shard, half, round_start_ms, window, pending).await {
             Step::Next => half += 1,
@@ -1011,7 +1022,7 @@ fn send_check(shard: &Shard, view: &engine::record::RecordView<'_>, copy: &HalfC
         );
     } else {
         log::info!(
-            "shard {}: check of transaction {msg_id} to connection {} dropped (queue full or closed)",
+            "shard {}: check of transaction {msg_id} to connection {} dropped (full or closed)",
             shard.id(),
             conn.id()
         );

@@ -16,7 +16,7 @@ fn broadcasting_consumers_each_receive_every_message() -> Result<()> {
     let group = unique("CompatBcastGroup");
     let before = bodies("before", 0..10);
     let after = bodies("after", 0..10);
-    ClientEnv::new("bcast")?.run(Duration::from_secs(150), |rt| async move {
+    let r = ClientEnv::new("bcast")?.run(Duration::from_secs(150), |rt| async move {
         let mut p = producer(&rt, &ns, &unique("CompatBcastProducer"));
         p.start()
             .await
@@ -73,5 +73,6 @@ fn broadcasting_consumers_each_receive_every_message() -> Result<()> {
         c2.shutdown().await;
         p.shutdown().await;
         result
-    })
+    });
+    finish(&broker, r)
 }

@@ -65,7 +65,7 @@ fn acknowledged_messages_and_offsets_survive_broker_restarts() -> Result<()> {
     let c = bodies("after-clean-restart", 0..6);
     let env = ClientEnv::new("restart")?;
     let broker_ref = &mut broker;
-    env.run(Duration::from_secs(300), |rt| async move {
+    let r = env.run(Duration::from_secs(300), |rt| async move {
         let mut p = producer(&rt, &ns, &unique("CompatRestartProducer"));
         p.start()
             .await
@@ -159,5 +159,6 @@ fn acknowledged_messages_and_offsets_survive_broker_restarts() -> Result<()> {
         c2.shutdown().await;
         p.shutdown().await;
         r
-    })
+    });
+    finish(&broker, r)
 }

@@ -18,7 +18,7 @@ fn producer_async_send_calls_back_once_per_message() -> Result<()> {
     let ns = broker.namesrv_addr();
     let topic = unique("CompatAsync");
     let sent = bodies("async", 0..20);
-    ClientEnv::new("async")?.run(Duration::from_secs(120), |rt| async move {
+    let r = ClientEnv::new("async")?.run(Duration::from_secs(120), |rt| async move {
         let mut p = producer(&rt, &ns, &unique("CompatAsyncProducer"));
         p.start()
             .await
@@ -88,5 +88,6 @@ fn producer_async_send_calls_back_once_per_message() -> Result<()> {
             "wrong tags: {got:?}"
         );
         Ok(())
-    })
+    });
+    finish(&broker, r)
 }

@@ -14,7 +14,7 @@ fn producer_batch_send_stores_each_message() -> Result<()> {
     let broker = Petrel::start()?;
     let ns = broker.namesrv_addr();
     let topic = unique("CompatBatch");
-    ClientEnv::new("batch")?.run(Duration::from_secs(120), |rt| async move {
+    let r = ClientEnv::new("batch")?.run(Duration::from_secs(120), |rt| async move {
         let mut p = producer(&rt, &ns, &unique("CompatBatchProducer"));
         p.start()
             .await
@@ -109,5 +109,6 @@ fn producer_batch_send_stores_each_message() -> Result<()> {
             }
         }
         Ok(())
-    })
+    });
+    finish(&broker, r)
 }

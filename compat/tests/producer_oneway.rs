@@ -13,7 +13,7 @@ fn producer_oneway_messages_are_stored() -> Result<()> {
     let ns = broker.namesrv_addr();
     let topic = unique("CompatOneway");
     let sent = bodies("oneway", 0..20);
-    ClientEnv::new("oneway")?.run(Duration::from_secs(120), |rt| async move {
+    let r = ClientEnv::new("oneway")?.run(Duration::from_secs(120), |rt| async move {
         let mut p = producer(&rt, &ns, &unique("CompatOnewayProducer"));
         p.start()
             .await
@@ -47,5 +47,6 @@ fn producer_oneway_messages_are_stored() -> Result<()> {
             "wrong tags: {got:?}"
         );
         Ok(())
-    })
+    });
+    finish(&broker, r)
 }

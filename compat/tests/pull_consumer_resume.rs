@@ -75,7 +75,7 @@ fn pull_consumer_commits_and_resumes_after_restart() -> Result<()> {
     let group = unique("CompatPullGroup");
     let phase1 = bodies("p1", 0..16);
     let phase2 = bodies("p2", 0..8);
-    ClientEnv::new("pull")?.run(Duration::from_secs(180), |rt| async move {
+    let r = ClientEnv::new("pull")?.run(Duration::from_secs(180), |rt| async move {
         let mut p = producer(&rt, &ns, &unique("CompatPullProducer"));
         p.start().await.map_err(|e| anyhow!("producer start: {e}"))?;
         let sent1 = send_sync_all(&p, &topic, "TagPull", &phase1).await?;
@@ -150,5 +150,6 @@ fn pull_consumer_commits_and_resumes_after_restart() -> Result<()> {
         c2.shutdown().await;
         p.shutdown().await;
         r
-    })
+    });
+    finish(&broker, r)
 }

@@ -16,7 +16,7 @@ fn push_consumer_clustering_receives_everything_once() -> Result<()> {
     let group = unique("CompatPushGroup");
     let before = bodies("before", 0..16);
     let after = bodies("after", 0..16);
-    ClientEnv::new("push")?.run(Duration::from_secs(150), |rt| async move {
+    let r = ClientEnv::new("push")?.run(Duration::from_secs(150), |rt| async move {
         let mut p = producer(&rt, &ns, &unique("CompatPushProducer"));
         p.start().await.map_err(|e| anyhow!("producer start: {e}"))?;
         send_sync_all(&p, &topic, "TagPush", &before).await?;
@@ -66,5 +66,6 @@ fn push_consumer_clustering_receives_everything_once() -> Result<()> {
             "messages sent to a waiting consumer took {latency:?} to arrive (long polling not woken?)"
         );
         Ok(())
-    })
+    });
+    finish(&broker, r)
 }

@@ -48,7 +48,7 @@ fn reconsume_later_redelivers_through_the_retry_topic() -> Result<()> {
     let topic = unique("CompatRetry");
     let group = unique("CompatRetryGroup");
     let sent = bodies("retry", 0..4);
-    ClientEnv::new("retry")?.run(Duration::from_secs(150), |rt| async move {
+    let r = ClientEnv::new("retry")?.run(Duration::from_secs(200), |rt| async move {
         let mut p = producer(&rt, &ns, &unique("CompatRetryProducer"));
         p.start().await.map_err(|e| anyhow!("producer start: {e}"))?;
         send_sync_all(&p, &topic, "TagRetry", &sent).await?;
@@ -66,9 +66,12 @@ fn reconsume_later_redelivers_through_the_retry_topic() -> Result<()> {
             failed: Mutex::default(),
         });
         c.start().await.map_err(|e| anyhow!("consumer start: {e}"))?;
-        // First delivery at once; the redelivery after the first retry delay (level 3: 10 s).
+        // First delivery at once; the redelivery after the first retry delay (level 3: 10 s),
+        // once the client knows the %RETRY% route: the broker creates it on the consumer's
+        // first heartbeat, and the client only re-reads routes every 30 s and rebalances
+        // every 20 s, so allow 10 + 30 + 20 s and some.
         let waited = inbox
-            .wait_until(Duration::from_secs(60), "each message twice (delivery + retry)", |got| {
+            .wait_until(Duration::from_secs(100), "each message twice (delivery + retry)", |got| {
                 let n = body_counts(got);
                 sent.iter().all(|b| n.get(b).copied().unwrap_or(0) >= 2)
             })
@@ -93,5 +96,6 @@ fn reconsume_later_redelivers_through_the_retry_topic() -> Result<()> {
             );
         }
         Ok(())
-    })
+    });
+    finish(&broker, r)
 }

@@ -17,7 +17,7 @@ fn two_consumers_in_one_group_share_the_queues() -> Result<()> {
     let shard_addrs: Vec<String> = (0..SHARDS).map(|i| broker.shard_addr(i)).collect();
     let topic = unique("CompatShare");
     let group = unique("CompatShareGroup");
-    ClientEnv::new("share")?.run(Duration::from_secs(200), |rt| async move {
+    let r = ClientEnv::new("share")?.run(Duration::from_secs(200), |rt| async move {
         let mut p = producer(&rt, &ns, &unique("CompatShareProducer"));
         p.start()
             .await
@@ -54,7 +54,10 @@ fn two_consumers_in_one_group_share_the_queues() -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
 
-            eprintln!("both consumers registered on every shard after {:?}", t0.elapsed());
+            eprintln!(
+                "both consumers registered on every shard after {:?}",
+                t0.elapsed()
+            );
             // Trickle messages until both consumers receive some (the rebalance has split the
             // queues), bounded at 60 s (the client's own rebalance period is 20 s).
             let mut sent = warm.clone();
@@ -80,7 +83,10 @@ fn two_consumers_in_one_group_share_the_queues() -> Result<()> {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            eprintln!("both consumers receiving after {:?} ({i} trickle messages)", t0.elapsed());
+            eprintln!(
+                "both consumers receiving after {:?} ({i} trickle messages)",
+                t0.elapsed()
+            );
             tokio::time::sleep(Duration::from_secs(3)).await; // let the split settle
 
             let steady = bodies("steady", 0..32);
@@ -147,5 +153,6 @@ fn two_consumers_in_one_group_share_the_queues() -> Result<()> {
         c2.shutdown().await;
         p.shutdown().await;
         result
-    })
+    });
+    finish(&broker, r)
 }

@@ -13,7 +13,7 @@ fn tag_expression_filters_messages() -> Result<()> {
     let broker = Petrel::start()?;
     let ns = broker.namesrv_addr();
     let topic = unique("CompatTags");
-    ClientEnv::new("tags")?.run(Duration::from_secs(150), |rt| async move {
+    let r = ClientEnv::new("tags")?.run(Duration::from_secs(150), |rt| async move {
         let mut p = producer(&rt, &ns, &unique("CompatTagsProducer"));
         p.start()
             .await
@@ -91,5 +91,6 @@ fn tag_expression_filters_messages() -> Result<()> {
         assert_same_bodies(&got, &all, false).map_err(|e| anyhow!("\"*\": {e}"))?;
         p.shutdown().await;
         Ok(())
-    })
+    });
+    finish(&broker, r)
 }

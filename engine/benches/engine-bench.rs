@@ -11,6 +11,7 @@
 //! 2. SYNC_FLUSH put latency (put -> ticket resolved) and throughput with 1, 16, 256
 //!    concurrent appenders, 128 B and 4 KiB bodies;
 //! 3. ASYNC_FLUSH put latency (put returned; the broker answers then) and throughput.
+//!
 //! Writes bench-results/engine.json and bench-results/engine.md.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -38,8 +39,20 @@ struct Stats {
 }
 
 impl Stats {
-    fn from_hist(name: &str, h: &Histogram, count: u64, secs: f64, max_ns: u64, flushes: u64) -> Self {
-        let q = |x: f64| h.quantile_bucket(x).ok().flatten().map_or(0, |b| b.end() / 1000);
+    fn from_hist(
+        name: &str,
+        h: &Histogram,
+        count: u64,
+        secs: f64,
+        max_ns: u64,
+        flushes: u64,
+    ) -> Self {
+        let q = |x: f64| {
+            h.quantile_bucket(x)
+                .ok()
+                .flatten()
+                .map_or(0, |b| b.end() / 1000)
+        };
         Stats {
             name: name.to_string(),
             count,
@@ -61,9 +74,20 @@ fn new_hist() -> Histogram {
 }
 
 async fn floor(dir: &Path, zero_fill: bool, secs: f64) -> Stats {
-    let path = dir.join(if zero_fill { "floor-prewritten" } else { "floor-fallocate" });
+    let path = dir.join(if zero_fill {
+        "floor-prewritten"
+    } else {
+        "floor-fallocate"
+    });
     let size: u64 = 64 << 20;
-    let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).dma_open(&path).await.unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .dma_open(&path)
+        .await
+        .unwrap();
     f.pre_allocate(size, false).await.unwrap();
     if zero_fill {
         let mut pos = 0;
@@ -94,7 +118,11 @@ async fn floor(dir: &Path, zero_fill: bool, secs: f64) -> Stats {
     let el = start.elapsed().as_secs_f64();
     f.close().await.unwrap();
     std::fs::remove_file(&path).unwrap();
-    let name = if zero_fill { "floor: 4 KiB write+fdatasync, pre-written file" } else { "floor: 4 KiB write+fdatasync, fallocate-only file" };
+    let name = if zero_fill {
+        "floor: 4 KiB write+fdatasync, pre-written file"
+    } else {
+        "floor: 4 KiB write+fdatasync, fallocate-only file"
+    };
     Stats::from_hist(name, &h, n, el, max, n)
 }
 
@@ -114,12 +142,18 @@ fn msg<'a>(body: &'a [u8], queue: u32) -> PutMessage<'a> {
     }
 }
 
-async fn store_case(dir: &Path, mode: FlushMode, body_size: usize, appenders: usize, secs: f64) -> Stats {
+async fn store_case(
+    dir: &Path,
+    mode: FlushMode,
+    body_size: usize,
+    appenders: usize,
+    secs: f64,
+) -> Stats {
     let root = dir.join(format!("store-{mode:?}-{body_size}-{appenders}"));
     let _ = std::fs::remove_dir_all(&root);
     let cfg = StoreConfig {
         root_dir: root.clone(),
-        segment_size_bytes: 256 << 20,
+        segment_size_bytes: 64 << 20,
         flush_mode: mode,
         append_buffer_bytes_max: 16 << 20,
         tail_cache_bytes_max: 32 << 20,
@@ -127,7 +161,21 @@ async fn store_case(dir: &Path, mode: FlushMode, body_size: usize, appenders: us
         disk_max_used_ratio: 1.0,
         ..Default::default()
     };
-    let (store, _) = Store::open(cfg).await.unwrap();
+    // PETREL_BENCH_MANUAL=1: no background checkpoint pass (isolates its fdatasyncs).
+    let (store, _) = if std::env::var("PETREL_BENCH_MANUAL").is_ok() {
+        let disk = engine::disk::glommio::GlommioDisk::new(&root)
+            .await
+            .unwrap();
+        let clock = Rc::new(engine::clock::SystemClock);
+        Store::open_with(cfg, Rc::new(disk), clock, engine::Background::Manual)
+            .await
+            .unwrap()
+    } else {
+        Store::open(cfg).await.unwrap()
+    };
+    while !store.is_next_segment_ready() {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
     let hist = Rc::new(RefCell::new(new_hist()));
     let count = Rc::new(Cell::new(0u64));
     let max = Rc::new(Cell::new(0u64));
@@ -137,7 +185,13 @@ async fn store_case(dir: &Path, mode: FlushMode, body_size: usize, appenders: us
     let flushes_at_warm = Rc::new(Cell::new(None::<u64>));
     let mut tasks = Vec::new();
     for a in 0..appenders {
-        let (store, hist, count, max, fw) = (store.clone(), hist.clone(), count.clone(), max.clone(), flushes_at_warm.clone());
+        let (store, hist, count, max, fw) = (
+            store.clone(),
+            hist.clone(),
+            count.clone(),
+            max.clone(),
+            flushes_at_warm.clone(),
+        );
         tasks.push(glommio::spawn_local(async move {
             let body = vec![b'x'; body_size];
             let m = msg(&body, (a % 8) as u32);
@@ -159,7 +213,7 @@ async fn store_case(dir: &Path, mode: FlushMode, body_size: usize, appenders: us
                     put.ticket.await.unwrap();
                 } else {
                     n += 1;
-                    if n % 64 == 0 {
+                    if n.is_multiple_of(64) {
                         futures_lite::future::yield_now().await;
                     }
                 }
@@ -185,7 +239,11 @@ async fn store_case(dir: &Path, mode: FlushMode, body_size: usize, appenders: us
     std::fs::remove_dir_all(&root).unwrap();
     let name = format!(
         "{} {} B x {appenders}",
-        if mode == FlushMode::Sync { "SYNC_FLUSH" } else { "ASYNC_FLUSH" },
+        if mode == FlushMode::Sync {
+            "SYNC_FLUSH"
+        } else {
+            "ASYNC_FLUSH"
+        },
         body_size
     );
     let h = hist.borrow();
@@ -201,12 +259,17 @@ fn sh(cmd: &str) -> String {
 }
 
 fn main() {
-    let base = PathBuf::from(std::env::var("PETREL_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into()));
+    let base =
+        PathBuf::from(std::env::var("PETREL_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into()));
     let dir = base.join(format!("petrel-engine-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let secs: f64 = std::env::var("PETREL_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    let secs: f64 = std::env::var("PETREL_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
     let out_dir = PathBuf::from(
-        std::env::var("PETREL_BENCH_OUT").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../bench-results").into()),
+        std::env::var("PETREL_BENCH_OUT")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../bench-results").into()),
     );
     let d = dir.clone();
     let results: Vec<Stats> = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
@@ -222,9 +285,18 @@ fn main() {
             eprintln!("{:?}", r.last().unwrap());
             r.push(floor(&d, false, secs).await);
             eprintln!("{:?}", r.last().unwrap());
-            for mode in [FlushMode::Sync, FlushMode::Async] {
-                for size in [128usize, 4096] {
-                    for n in [1usize, 16, 256] {
+            // PETREL_BENCH_QUICK=1: SYNC_FLUSH 128 B with 1 and 256 appenders only.
+            let quick = std::env::var("PETREL_BENCH_QUICK").is_ok();
+            let modes: &[FlushMode] = if quick {
+                &[FlushMode::Sync]
+            } else {
+                &[FlushMode::Sync, FlushMode::Async]
+            };
+            let sizes: &[usize] = if quick { &[128] } else { &[128, 4096] };
+            let counts: &[usize] = if quick { &[1, 256] } else { &[1, 16, 256] };
+            for &mode in modes {
+                for &size in sizes {
+                    for &n in counts {
                         r.push(store_case(&d, mode, size, n, secs).await);
                         eprintln!("{:?}", r.last().unwrap());
                     }
@@ -258,9 +330,9 @@ fn main() {
         base.display()
     );
     for (i, s) in results.iter().enumerate() {
-        let _ = write!(
+        let _ = writeln!(
             json,
-            "    {{\"name\": \"{}\", \"ops\": {}, \"ops_per_s\": {:.0}, \"p50_us\": {}, \"p99_us\": {}, \"p999_us\": {}, \"max_us\": {}, \"fdatasyncs\": {}, \"p50_vs_floor_p50\": {:.2}, \"p99_vs_floor_p99\": {:.2}}}{}\n",
+            "    {{\"name\": \"{}\", \"ops\": {}, \"ops_per_s\": {:.0}, \"p50_us\": {}, \"p99_us\": {}, \"p999_us\": {}, \"max_us\": {}, \"fdatasyncs\": {}, \"p50_vs_floor_p50\": {:.2}, \"p99_vs_floor_p99\": {:.2}}}{}",
             s.name, s.count, s.rate(), s.p50_us, s.p99_us, s.p999_us, s.max_us, s.flushes,
             s.p50_us as f64 / floor_p50, s.p99_us as f64 / floor_p99,
             if i + 1 < results.len() { "," } else { "" }
@@ -272,7 +344,11 @@ fn main() {
     let _ = writeln!(md, "# Engine benchmark\n");
     let _ = writeln!(md, "- date: {date}");
     let _ = writeln!(md, "- command: `{command}` ({secs} s per case after 0.3 s warm-up, one glommio executor pinned to CPU 0, preempt_timer 1 ms)");
-    let _ = writeln!(md, "- machine: {nproc} CPUs, kernel {kernel}, {device} ({disk_model}), {fs}, store dir {}", base.display());
+    let _ = writeln!(
+        md,
+        "- machine: {nproc} CPUs, kernel {kernel}, {device} ({disk_model}), {fs}, store dir {}",
+        base.display()
+    );
     let _ = writeln!(md, "- latency: SYNC_FLUSH = put until the ticket resolves (write + fdatasync); ASYNC_FLUSH = put until it returns (what the broker waits for); both include BufferFull retries");
     let _ = writeln!(md, "- ratios are to the pre-written floor measured in this run (p50 {floor_p50} µs, p99 {floor_p99} µs)\n");
     let _ = writeln!(md, "| case | ops/s | p50 µs | p99 µs | p99.9 µs | max µs | fdatasyncs | p50/floor | p99/floor |");
@@ -281,12 +357,22 @@ fn main() {
         let _ = writeln!(
             md,
             "| {} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} |",
-            s.name, s.rate(), s.p50_us, s.p99_us, s.p999_us, s.max_us, s.flushes,
-            s.p50_us as f64 / floor_p50, s.p99_us as f64 / floor_p99
+            s.name,
+            s.rate(),
+            s.p50_us,
+            s.p99_us,
+            s.p999_us,
+            s.max_us,
+            s.flushes,
+            s.p50_us as f64 / floor_p50,
+            s.p99_us as f64 / floor_p99
         );
     }
-    std::fs::create_dir_all(&out_dir).unwrap();
-    std::fs::write(out_dir.join("engine.json"), &json).unwrap();
-    std::fs::write(out_dir.join("engine.md"), &md).unwrap();
+    if std::env::var("PETREL_BENCH_QUICK").is_err() && std::env::var("PETREL_BENCH_MANUAL").is_err()
+    {
+        std::fs::create_dir_all(&out_dir).unwrap();
+        std::fs::write(out_dir.join("engine.json"), &json).unwrap();
+        std::fs::write(out_dir.join("engine.md"), &md).unwrap();
+    }
     print!("{md}");
 }

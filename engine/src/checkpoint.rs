@@ -50,12 +50,20 @@ impl Checkpoint {
     /// Parses one slot; None when torn, blank or foreign.
     pub fn decode(b: &[u8]) -> Option<Self> {
         let body = b.get(..BODY_SIZE_BYTES)?;
-        let crc = u32::from_be_bytes(b.get(BODY_SIZE_BYTES..BODY_SIZE_BYTES + 4)?.try_into().ok()?);
+        let crc = u32::from_be_bytes(
+            b.get(BODY_SIZE_BYTES..BODY_SIZE_BYTES + 4)?
+                .try_into()
+                .ok()?,
+        );
         if crc32fast::hash(body) != crc {
             return None;
         }
-        let u32_at = |i: usize| -> Option<u32> { Some(u32::from_be_bytes(body.get(i..i + 4)?.try_into().ok()?)) };
-        let u64_at = |i: usize| -> Option<u64> { Some(u64::from_be_bytes(body.get(i..i + 8)?.try_into().ok()?)) };
+        let u32_at = |i: usize| -> Option<u32> {
+            Some(u32::from_be_bytes(body.get(i..i + 4)?.try_into().ok()?))
+        };
+        let u64_at = |i: usize| -> Option<u64> {
+            Some(u64::from_be_bytes(body.get(i..i + 8)?.try_into().ok()?))
+        };
         if u32_at(0)? != MAGIC || u32_at(4)? != VERSION {
             return None;
         }
@@ -79,7 +87,11 @@ impl CheckpointFile {
     pub(crate) async fn open(disk: &dyn Disk, path: &Path) -> Result<Self, IoError> {
         let file = disk.open(path).await?;
         let bytes = file.read_at(0, 2 * PAGE_SIZE_BYTES as usize).await?;
-        let slot = |i: usize| bytes.get(i * PAGE_SIZE_BYTES as usize..).and_then(Checkpoint::decode);
+        let slot = |i: usize| {
+            bytes
+                .get(i * PAGE_SIZE_BYTES as usize..)
+                .and_then(Checkpoint::decode)
+        };
         let last = match (slot(0), slot(1)) {
             (Some(a), Some(b)) => Some(if a.sequence >= b.sequence { a } else { b }),
             (a, b) => a.or(b),
@@ -100,9 +112,16 @@ impl CheckpointFile {
         is_clean: bool,
     ) -> Result<Checkpoint, IoError> {
         let sequence = self.last.map_or(1, |c| c.sequence + 1);
-        let c = Checkpoint { sequence, commit_log_offset, dispatch_offset, is_clean };
+        let c = Checkpoint {
+            sequence,
+            commit_log_offset,
+            dispatch_offset,
+            is_clean,
+        };
         let slot = sequence % 2;
-        self.file.write_at(slot * PAGE_SIZE_BYTES, &c.encode()).await?;
+        self.file
+            .write_at(slot * PAGE_SIZE_BYTES, &c.encode())
+            .await?;
         self.file.sync().await?;
         self.last = Some(c);
         Ok(c)
@@ -115,7 +134,12 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_torn_slot() {
-        let c = Checkpoint { sequence: 9, commit_log_offset: 4096, dispatch_offset: 100, is_clean: true };
+        let c = Checkpoint {
+            sequence: 9,
+            commit_log_offset: 4096,
+            dispatch_offset: 100,
+            is_clean: true,
+        };
         let mut b = c.encode();
         assert_eq!(Checkpoint::decode(&b), Some(c));
         if let Some(x) = b.get_mut(20) {

@@ -30,7 +30,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock reading `now_ms`.
     pub fn new(now_ms: i64) -> Self {
-        Self { now_ms: Cell::new(now_ms) }
+        Self {
+            now_ms: Cell::new(now_ms),
+        }
     }
     /// Moves the clock to `now_ms`.
     pub fn set_ms(&self, now_ms: i64) {

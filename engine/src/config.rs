@@ -64,7 +64,8 @@ impl StoreConfig {
     /// Checks every limit against the others; the store refuses to open otherwise.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |reason: String| Err(ConfigError { reason });
-        if self.segment_size_bytes == 0 || !self.segment_size_bytes.is_multiple_of(PAGE_SIZE_BYTES) {
+        if self.segment_size_bytes == 0 || !self.segment_size_bytes.is_multiple_of(PAGE_SIZE_BYTES)
+        {
             return fail(format!(
                 "segment_size_bytes {} must be a positive multiple of {PAGE_SIZE_BYTES}",
                 self.segment_size_bytes
@@ -119,7 +120,10 @@ mod tests {
 
     #[test]
     fn unaligned_segment_is_rejected() {
-        let c = StoreConfig { segment_size_bytes: (8 << 20) + 1, ..Default::default() };
+        let c = StoreConfig {
+            segment_size_bytes: (8 << 20) + 1,
+            ..Default::default()
+        };
         assert!(c.validate().is_err());
     }
 }

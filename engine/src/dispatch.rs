@@ -5,7 +5,9 @@
 use crate::consume_queue::{CqEntry, QueueTable};
 use crate::index::Index;
 use crate::properties;
-use crate::record::{SYS_FLAG_TRANSACTION_MASK, SYS_FLAG_TRANSACTION_PREPARED, SYS_FLAG_TRANSACTION_ROLLBACK};
+use crate::record::{
+    SYS_FLAG_TRANSACTION_MASK, SYS_FLAG_TRANSACTION_PREPARED, SYS_FLAG_TRANSACTION_ROLLBACK,
+};
 use crate::tags::tags_hash;
 
 /// What dispatch needs to know about one stored record.
@@ -34,16 +36,29 @@ pub(crate) fn tags_code(props: &str) -> i64 {
 }
 
 /// Adds the record's consume-queue entry and index entries.
-pub(crate) fn dispatch(queues: &mut QueueTable, index: &mut Index, segment_base: u64, r: &DispatchRecord<'_>) {
+pub(crate) fn dispatch(
+    queues: &mut QueueTable,
+    index: &mut Index,
+    segment_base: u64,
+    r: &DispatchRecord<'_>,
+) {
     if is_queued(r.sys_flag) {
         let e = CqEntry {
             commit_log_offset: r.commit_log_offset,
             size: r.size,
             tags_code: tags_code(r.properties),
         };
-        queues.get_or_create(r.topic, r.queue_id).push_at(r.queue_offset, e);
+        queues
+            .get_or_create(r.topic, r.queue_id)
+            .push_at(r.queue_offset, e);
     }
     if r.sys_flag & SYS_FLAG_TRANSACTION_MASK != SYS_FLAG_TRANSACTION_ROLLBACK {
-        index.add_record(segment_base, r.topic, r.properties, r.commit_log_offset, r.store_timestamp_ms);
+        index.add_record(
+            segment_base,
+            r.topic,
+            r.properties,
+            r.commit_log_offset,
+            r.store_timestamp_ms,
+        );
     }
 }

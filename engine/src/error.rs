@@ -22,7 +22,12 @@ pub struct IoError {
 impl IoError {
     /// Builds an IoError from its parts.
     pub fn new(op: &'static str, path: impl Into<PathBuf>, offset: u64, source: io::Error) -> Self {
-        Self { op, path: path.into(), offset, source }
+        Self {
+            op,
+            path: path.into(),
+            offset,
+            source,
+        }
     }
 }
 

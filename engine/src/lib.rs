@@ -63,8 +63,8 @@ pub use error::{ConfigError, FlushError, GetError, IoError, OpenError, PutError,
 pub use record::PutMessage;
 pub use recovery::RecoveryReport;
 pub use store::{
-    Background, BatchPutResult, GetLimit, GetResult, GetStatus, PutResult, Store, GET_SCAN_ENTRIES_MAX,
-    MAINTENANCE_INTERVAL_MS,
+    Background, BatchPutResult, GetLimit, GetResult, GetStatus, PutResult, Store,
+    GET_SCAN_ENTRIES_MAX, MAINTENANCE_INTERVAL_MS,
 };
 pub use tags::{java_string_hash, tags_hash};
 pub use types::{CommitLogOffset, FlushMode, QueueId, QueueOffset};

@@ -38,7 +38,12 @@ struct CqJob {
 }
 
 impl Persister {
-    pub(crate) fn new(disk: Rc<dyn Disk>, cq_dir: PathBuf, index_dir: PathBuf, ckpt: CheckpointFile) -> Self {
+    pub(crate) fn new(
+        disk: Rc<dyn Disk>,
+        cq_dir: PathBuf,
+        index_dir: PathBuf,
+        ckpt: CheckpointFile,
+    ) -> Self {
         Self {
             disk,
             cq_dir,
@@ -50,7 +55,10 @@ impl Persister {
     }
 
     pub(crate) fn last_checkpoint(&self) -> Option<Checkpoint> {
-        self.checkpoint.borrow().as_ref().and_then(CheckpointFile::last)
+        self.checkpoint
+            .borrow()
+            .as_ref()
+            .and_then(CheckpointFile::last)
     }
 
     async fn cq_file(&self, key: &QueueKey, file_index: u64) -> Result<Rc<dyn DiskFile>, IoError> {
@@ -60,7 +68,10 @@ impl Persister {
         }
         let dir = QueueTable::queue_dir(&self.cq_dir, &key.0, key.1);
         self.disk.create_dir_all(&dir)?;
-        let f = self.disk.open(&numbered_path(&dir, file_index * FILE_SIZE_BYTES)).await?;
+        let f = self
+            .disk
+            .open(&numbered_path(&dir, file_index * FILE_SIZE_BYTES))
+            .await?;
         self.cq_files.borrow_mut().insert(k, f.clone());
         Ok(f)
     }
@@ -70,14 +81,21 @@ impl Persister {
             return Ok(f.clone());
         }
         self.disk.create_dir_all(&self.index_dir)?;
-        let f = self.disk.open(&numbered_path(&self.index_dir, segment_base)).await?;
-        self.index_files.borrow_mut().insert(segment_base, f.clone());
+        let f = self
+            .disk
+            .open(&numbered_path(&self.index_dir, segment_base))
+            .await?;
+        self.index_files
+            .borrow_mut()
+            .insert(segment_base, f.clone());
         Ok(f)
     }
 
     /// Forgets handles of a deleted topic.
     pub(crate) fn forget_topic(&self, topic: &str) {
-        self.cq_files.borrow_mut().retain(|((t, _), _), _| t != topic);
+        self.cq_files
+            .borrow_mut()
+            .retain(|((t, _), _), _| t != topic);
     }
 
     /// Forgets handles of consume-queue files below `file_index` for one queue, and removes
@@ -85,13 +103,19 @@ impl Persister {
     pub(crate) fn remove_cq_files_below(&self, topic: &str, queue_id: u32, min_offset: u64) {
         let first_kept = min_offset / crate::consume_queue::ENTRIES_PER_FILE;
         let dir = QueueTable::queue_dir(&self.cq_dir, topic, queue_id);
-        let Ok(names) = self.disk.list_dir(&dir) else { return };
+        let Ok(names) = self.disk.list_dir(&dir) else {
+            return;
+        };
         for n in names {
-            let Some(byte_offset) = crate::commitlog::segment::parse_name(&n) else { continue };
+            let Some(byte_offset) = crate::commitlog::segment::parse_name(&n) else {
+                continue;
+            };
             let file_index = byte_offset / FILE_SIZE_BYTES;
             if file_index < first_kept {
                 let _ = self.disk.remove(&dir.join(&n));
-                self.cq_files.borrow_mut().remove(&((topic.to_string(), queue_id), file_index));
+                self.cq_files
+                    .borrow_mut()
+                    .remove(&((topic.to_string(), queue_id), file_index));
             }
         }
     }
@@ -99,7 +123,9 @@ impl Persister {
     /// Forgets and removes the index file of a deleted segment.
     pub(crate) fn remove_index_file(&self, segment_base: u64) {
         self.index_files.borrow_mut().remove(&segment_base);
-        let _ = self.disk.remove(&numbered_path(&self.index_dir, segment_base));
+        let _ = self
+            .disk
+            .remove(&numbered_path(&self.index_dir, segment_base));
     }
 
     /// Persists every CQ and index entry for records below `durable`, then the checkpoint.
@@ -113,10 +139,15 @@ impl Persister {
         // Consume queues.
         let keys: Vec<QueueKey> = {
             let t = queues.borrow();
-            t.topics.iter().flat_map(|(topic, qs)| qs.keys().map(|q| (topic.clone(), *q))).collect()
+            t.topics
+                .iter()
+                .flat_map(|(topic, qs)| qs.keys().map(|q| (topic.clone(), *q)))
+                .collect()
         };
         for key in keys {
-            let Some(job) = cq_job(&queues.borrow(), key, durable) else { continue };
+            let Some(job) = cq_job(&queues.borrow(), key, durable) else {
+                continue;
+            };
             let mut touched: Vec<Rc<dyn DiskFile>> = Vec::new();
             let mut pos = job.start_pos;
             let mut rest: &[u8] = &job.bytes;
@@ -135,7 +166,11 @@ impl Persister {
                 f.sync().await?;
             }
             let mut t = queues.borrow_mut();
-            if let Some(q) = t.topics.get_mut(&job.key.0).and_then(|qs| qs.get_mut(&job.key.1)) {
+            if let Some(q) = t
+                .topics
+                .get_mut(&job.key.0)
+                .and_then(|qs| qs.get_mut(&job.key.1))
+            {
                 q.persisted = q.persisted.max(job.target);
             }
         }
@@ -144,12 +179,15 @@ impl Persister {
         for base in bases {
             let job = {
                 let idx = index.borrow();
-                let Some(f) = idx.files.get(&base) else { continue };
+                let Some(f) = idx.files.get(&base) else {
+                    continue;
+                };
                 let target = f.entries.partition_point(|e| e.commit_log_offset < durable);
                 if target <= f.persisted {
                     continue;
                 }
-                let start_pos = (f.persisted * INDEX_ENTRY_SIZE_BYTES) as u64 / PAGE_SIZE_BYTES * PAGE_SIZE_BYTES;
+                let start_pos = (f.persisted * INDEX_ENTRY_SIZE_BYTES) as u64 / PAGE_SIZE_BYTES
+                    * PAGE_SIZE_BYTES;
                 let first = start_pos as usize / INDEX_ENTRY_SIZE_BYTES;
                 let skip = start_pos as usize - first * INDEX_ENTRY_SIZE_BYTES;
                 let mut bytes = Vec::with_capacity((target - first) * INDEX_ENTRY_SIZE_BYTES);
@@ -197,5 +235,10 @@ fn cq_job(t: &QueueTable, key: QueueKey, durable: u64) -> Option<CqJob> {
         bytes.extend_from_slice(&e.encode());
     }
     bytes.drain(..skip.min(bytes.len()));
-    Some(CqJob { key, target, start_pos, bytes })
+    Some(CqJob {
+        key,
+        target,
+        start_pos,
+        bytes,
+    })
 }

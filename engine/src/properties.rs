@@ -34,7 +34,10 @@ mod tests {
     fn parses_java_style_string() {
         let s = "TAGS\u{1}tagA\u{2}KEYS\u{1}k1 k2\u{2}WAIT\u{1}true\u{2}";
         let v: Vec<_> = parse(s).collect();
-        assert_eq!(v, vec![("TAGS", "tagA"), ("KEYS", "k1 k2"), ("WAIT", "true")]);
+        assert_eq!(
+            v,
+            vec![("TAGS", "tagA"), ("KEYS", "k1 k2"), ("WAIT", "true")]
+        );
         assert_eq!(get(s, "KEYS"), Some("k1 k2"));
         assert_eq!(get(s, "NOPE"), None);
     }

@@ -24,7 +24,9 @@ use std::rc::Rc;
 use crate::checkpoint::{Checkpoint, CheckpointFile};
 use crate::commitlog::segment::{self, parse_name, Segment};
 use crate::config::{StoreConfig, PAGE_SIZE_BYTES};
-use crate::consume_queue::{CqEntry, QueueTable, CQ_ENTRY_SIZE_BYTES, ENTRIES_PER_FILE, FILE_SIZE_BYTES};
+use crate::consume_queue::{
+    CqEntry, QueueTable, CQ_ENTRY_SIZE_BYTES, ENTRIES_PER_FILE, FILE_SIZE_BYTES,
+};
 use crate::disk::{numbered_path, Disk};
 use crate::dispatch::{dispatch, DispatchRecord};
 use crate::error::{IoError, OpenError};
@@ -74,14 +76,28 @@ pub enum ScanDecision {
 pub fn decide(found: Found) -> ScanDecision {
     match found {
         Found::Zero => ScanDecision::EndOfLog,
-        Found::Blank { is_size_right: true } => ScanDecision::NextSegment,
-        Found::Blank { is_size_right: false } => ScanDecision::Truncate,
-        Found::Record { is_valid: true, is_at_own_offset: true, fits_segment: true } => {
-            ScanDecision::Keep
+        Found::Blank {
+            is_size_right: true,
+        } => ScanDecision::NextSegment,
+        Found::Blank {
+            is_size_right: false,
+        } => ScanDecision::Truncate,
+        Found::Record {
+            is_valid: true,
+            is_at_own_offset: true,
+            fits_segment: true,
+        } => ScanDecision::Keep,
+        Found::Record {
+            is_valid: false, ..
         }
-        Found::Record { is_valid: false, .. }
-        | Found::Record { is_at_own_offset: false, .. }
-        | Found::Record { fits_segment: false, .. } => ScanDecision::Truncate,
+        | Found::Record {
+            is_at_own_offset: false,
+            ..
+        }
+        | Found::Record {
+            fits_segment: false,
+            ..
+        } => ScanDecision::Truncate,
         Found::Garbage => ScanDecision::Truncate,
     }
 }
@@ -91,7 +107,9 @@ pub fn classify(buf: &[u8], seg_base: u64, pos: u64, segment_size: u64) -> Found
     let remaining = segment_size - pos;
     match peek_header(buf) {
         Peek::Zero => Found::Zero,
-        Peek::Blank { size } => Found::Blank { is_size_right: u64::from(size) == remaining },
+        Peek::Blank { size } => Found::Blank {
+            is_size_right: u64::from(size) == remaining,
+        },
         Peek::Record { size } => {
             let fits_segment = u64::from(size) + BLANK_SIZE_BYTES <= remaining;
             match record::decode(buf) {
@@ -100,7 +118,11 @@ pub fn classify(buf: &[u8], seg_base: u64, pos: u64, segment_size: u64) -> Found
                     is_at_own_offset: v.commit_log_offset().0 == seg_base + pos,
                     fits_segment,
                 },
-                Err(_) => Found::Record { is_valid: false, is_at_own_offset: false, fits_segment },
+                Err(_) => Found::Record {
+                    is_valid: false,
+                    is_at_own_offset: false,
+                    fits_segment,
+                },
             }
         }
         Peek::Short | Peek::Garbage => Found::Garbage,
@@ -152,7 +174,10 @@ fn corrupt(reason: String) -> OpenError {
 }
 
 /// Runs recovery for the store under `cfg.root_dir`.
-pub(crate) async fn recover(cfg: &StoreConfig, disk: &Rc<dyn Disk>) -> Result<Recovered, OpenError> {
+pub(crate) async fn recover(
+    cfg: &StoreConfig,
+    disk: &Rc<dyn Disk>,
+) -> Result<Recovered, OpenError> {
     let root = &cfg.root_dir;
     let log_dir = root.join("commitlog");
     let cq_dir = root.join("consumequeue");
@@ -164,18 +189,29 @@ pub(crate) async fn recover(cfg: &StoreConfig, disk: &Rc<dyn Disk>) -> Result<Re
     let record_size_max = u64::from(cfg.body_size_max) + crate::config::RECORD_OVERHEAD_MAX;
     let checkpoint_file = CheckpointFile::open(&**disk, &root.join("checkpoint")).await?;
     let ckpt = checkpoint_file.last();
-    let mut report = RecoveryReport { checkpoint: ckpt, ..Default::default() };
+    let mut report = RecoveryReport {
+        checkpoint: ckpt,
+        ..Default::default()
+    };
 
     // Segments.
-    let mut bases: Vec<u64> = disk.list_dir(&log_dir)?.iter().filter_map(|n| parse_name(n)).collect();
+    let mut bases: Vec<u64> = disk
+        .list_dir(&log_dir)?
+        .iter()
+        .filter_map(|n| parse_name(n))
+        .collect();
     bases.sort_unstable();
     for (i, b) in bases.iter().enumerate() {
         if b % seg_size != 0 {
-            return Err(corrupt(format!("segment {b} is not a multiple of segment_size_bytes {seg_size}")));
+            return Err(corrupt(format!(
+                "segment {b} is not a multiple of segment_size_bytes {seg_size}"
+            )));
         }
         if let Some(prev) = i.checked_sub(1).and_then(|p| bases.get(p)) {
             if prev + seg_size != *b {
-                return Err(corrupt(format!("commitlog segments {prev} and {b} are not contiguous")));
+                return Err(corrupt(format!(
+                    "commitlog segments {prev} and {b} are not contiguous"
+                )));
             }
         }
     }
@@ -190,7 +226,9 @@ pub(crate) async fn recover(cfg: &StoreConfig, disk: &Rc<dyn Disk>) -> Result<Re
                 disk.remove(&seg.path)?;
                 continue;
             }
-            return Err(corrupt(format!("segment {b} has size {size}, expected {seg_size}")));
+            return Err(corrupt(format!(
+                "segment {b} has size {size}, expected {seg_size}"
+            )));
         }
         segments.insert(*b, Rc::new(seg));
     }
@@ -204,16 +242,21 @@ pub(crate) async fn recover(cfg: &StoreConfig, disk: &Rc<dyn Disk>) -> Result<Re
         }
     };
     let min_offset = first;
-    let scan_start = ckpt.map_or(first, |c| c.dispatch_offset).clamp(first, last_end);
+    let scan_start = ckpt
+        .map_or(first, |c| c.dispatch_offset)
+        .clamp(first, last_end);
     report.scan_start_offset = scan_start;
     report.min_offset = min_offset;
 
     // Consume queues and index, up to the dispatch checkpoint.
     let mut queues = QueueTable::new();
-    report.cq_entries_loaded = load_queues(&**disk, &cq_dir, &mut queues, scan_start, min_offset).await?;
+    report.cq_entries_loaded =
+        load_queues(&**disk, &cq_dir, &mut queues, scan_start, min_offset).await?;
     let mut index = Index::default();
-    report.index_entries_loaded =
-        load_index(&**disk, &index_dir, &mut index, &segments, scan_start, seg_size).await?;
+    report.index_entries_loaded = load_index(
+        &**disk, &index_dir, &mut index, &segments, scan_start, seg_size,
+    )
+    .await?;
     let cq_before = queues.total_entries() as u64;
     let index_before = index.total_entries() as u64;
 
@@ -222,7 +265,9 @@ pub(crate) async fn recover(cfg: &StoreConfig, disk: &Rc<dyn Disk>) -> Result<Re
     let mut truncated = None;
     'segments: while pos_abs < last_end {
         let seg_base = pos_abs - pos_abs % seg_size;
-        let Some(seg) = segments.get(&seg_base).cloned() else { break };
+        let Some(seg) = segments.get(&seg_base).cloned() else {
+            break;
+        };
         let mut window: Vec<u8> = Vec::new();
         let mut window_pos = pos_abs - seg_base;
         loop {
@@ -237,7 +282,13 @@ pub(crate) async fn recover(cfg: &StoreConfig, disk: &Rc<dyn Disk>) -> Result<Re
             if let Peek::Record { size } = peek_header(window.get(at..).unwrap_or_default()) {
                 let want = (size as u64).min(seg_size - pos).min(record_size_max) as usize;
                 if at + want > window.len() {
-                    window = seg.file.read_at(pos, want.max(SCAN_WINDOW_BYTES.min((seg_size - pos) as usize))).await?;
+                    window = seg
+                        .file
+                        .read_at(
+                            pos,
+                            want.max(SCAN_WINDOW_BYTES.min((seg_size - pos) as usize)),
+                        )
+                        .await?;
                     window_pos = pos;
                 }
             }
@@ -246,7 +297,8 @@ pub(crate) async fn recover(cfg: &StoreConfig, disk: &Rc<dyn Disk>) -> Result<Re
             let found = classify(here, seg_base, pos, seg_size);
             match decide(found) {
                 ScanDecision::Keep => {
-                    let v = record::decode(here).map_err(|e| corrupt(format!("kept record does not decode: {e:?}")))?;
+                    let v = record::decode(here)
+                        .map_err(|e| corrupt(format!("kept record does not decode: {e:?}")))?;
                     let r = DispatchRecord {
                         topic: v.topic(),
                         queue_id: v.queue_id().0,
@@ -276,11 +328,16 @@ pub(crate) async fn recover(cfg: &StoreConfig, disk: &Rc<dyn Disk>) -> Result<Re
     let end = pos_abs;
     report.truncated_at = truncated;
     report.end_offset = end;
-    report.was_clean = ckpt.is_some_and(|c| c.is_clean && c.commit_log_offset == end) && truncated.is_none();
+    report.was_clean =
+        ckpt.is_some_and(|c| c.is_clean && c.commit_log_offset == end) && truncated.is_none();
     if end < ckpt_commit {
         log::error!("recovery: commitlog ends at {end}, before the checkpoint's durable offset {ckpt_commit}");
     }
-    queues.topics.values_mut().flat_map(|t| t.values_mut()).for_each(|q| q.truncate_after(end));
+    queues
+        .topics
+        .values_mut()
+        .flat_map(|t| t.values_mut())
+        .for_each(|q| q.truncate_after(end));
     index.truncate_after(end);
     report.cq_entries_rebuilt = (queues.total_entries() as u64).saturating_sub(cq_before);
     report.index_entries_rebuilt = (index.total_entries() as u64).saturating_sub(index_before);
@@ -297,22 +354,41 @@ pub(crate) async fn recover(cfg: &StoreConfig, disk: &Rc<dyn Disk>) -> Result<Re
     let mut carried = Vec::new();
     if let Some(seg) = segments.get(&end_base).cloned() {
         let in_seg = page_start - end_base;
-        carried = seg.file.read_at(in_seg, (end - page_start) as usize).await?;
+        carried = seg
+            .file
+            .read_at(in_seg, (end - page_start) as usize)
+            .await?;
         if !report.was_clean {
             zero_after(&seg, in_seg, &carried, seg_size).await?;
         }
     }
-    Ok(Recovered { segments, min_offset, end, carried, queues, index, checkpoint_file, report })
+    Ok(Recovered {
+        segments,
+        min_offset,
+        end,
+        carried,
+        queues,
+        index,
+        checkpoint_file,
+        report,
+    })
 }
 
 /// Rewrites the page holding the end (data, then zeros) and zeros the rest of the segment.
-async fn zero_after(seg: &Segment, page_pos: u64, carried: &[u8], seg_size: u64) -> Result<(), IoError> {
+async fn zero_after(
+    seg: &Segment,
+    page_pos: u64,
+    carried: &[u8],
+    seg_size: u64,
+) -> Result<(), IoError> {
     seg.file.write_at(page_pos, carried).await?;
     let zeros = vec![0u8; SCAN_WINDOW_BYTES];
     let mut pos = page_pos + PAGE_SIZE_BYTES;
     while pos < seg_size {
         let n = ((seg_size - pos) as usize).min(SCAN_WINDOW_BYTES);
-        seg.file.write_at(pos, zeros.get(..n).unwrap_or_default()).await?;
+        seg.file
+            .write_at(pos, zeros.get(..n).unwrap_or_default())
+            .await?;
         pos += n as u64;
     }
     seg.file.sync().await
@@ -330,9 +406,15 @@ async fn load_queues(
     for topic in disk.list_dir(cq_dir)? {
         let topic_dir = cq_dir.join(&topic);
         for qid_name in disk.list_dir(&topic_dir)? {
-            let Ok(queue_id) = qid_name.parse::<u32>() else { continue };
+            let Ok(queue_id) = qid_name.parse::<u32>() else {
+                continue;
+            };
             let dir = topic_dir.join(&qid_name);
-            let mut files: Vec<u64> = disk.list_dir(&dir)?.iter().filter_map(|n| parse_name(n)).collect();
+            let mut files: Vec<u64> = disk
+                .list_dir(&dir)?
+                .iter()
+                .filter_map(|n| parse_name(n))
+                .collect();
             files.sort_unstable();
             let q = queues.get_or_create(&topic, queue_id);
             let mut is_done = false;
@@ -347,7 +429,9 @@ async fn load_queues(
                 let first = byte_offset / CQ_ENTRY_SIZE_BYTES as u64;
                 let mut count_in_file = 0u64;
                 for (i, chunk) in bytes.chunks_exact(CQ_ENTRY_SIZE_BYTES).enumerate() {
-                    let Some(e) = CqEntry::decode(chunk) else { break };
+                    let Some(e) = CqEntry::decode(chunk) else {
+                        break;
+                    };
                     if e.size == 0 || e.commit_log_offset >= dispatch_offset {
                         is_done = true;
                         break;
@@ -362,12 +446,14 @@ async fn load_queues(
                 if count_in_file < ENTRIES_PER_FILE {
                     is_done = true;
                 }
-                let keep = (count_in_file * CQ_ENTRY_SIZE_BYTES as u64).div_ceil(PAGE_SIZE_BYTES) * PAGE_SIZE_BYTES;
+                let keep = (count_in_file * CQ_ENTRY_SIZE_BYTES as u64).div_ceil(PAGE_SIZE_BYTES)
+                    * PAGE_SIZE_BYTES;
                 if (bytes.len() as u64) > keep {
                     // Zero the rest of the last page, then cut stale entries after it.
                     let page = keep.saturating_sub(PAGE_SIZE_BYTES);
                     let valid = (count_in_file * CQ_ENTRY_SIZE_BYTES as u64) as usize;
-                    f.write_at(page, bytes.get(page as usize..valid).unwrap_or_default()).await?;
+                    f.write_at(page, bytes.get(page as usize..valid).unwrap_or_default())
+                        .await?;
                     f.truncate(keep).await?;
                     f.sync().await?;
                 }
@@ -399,7 +485,9 @@ async fn load_index(
 ) -> Result<u64, IoError> {
     let mut loaded = 0;
     for name in disk.list_dir(index_dir)? {
-        let Some(base) = parse_name(&name) else { continue };
+        let Some(base) = parse_name(&name) else {
+            continue;
+        };
         let path = numbered_path(index_dir, base);
         if !segments.contains_key(&base) {
             disk.remove(&path)?;
@@ -410,9 +498,13 @@ async fn load_index(
         let bytes = f.read_at(0, size as usize).await?;
         let mut count = 0usize;
         for chunk in bytes.chunks_exact(INDEX_ENTRY_SIZE_BYTES) {
-            let Some(e) = IndexEntry::decode(chunk) else { break };
+            let Some(e) = IndexEntry::decode(chunk) else {
+                break;
+            };
             let is_blank = chunk.iter().all(|b| *b == 0);
-            if is_blank || e.commit_log_offset >= dispatch_offset || e.commit_log_offset < base
+            if is_blank
+                || e.commit_log_offset >= dispatch_offset
+                || e.commit_log_offset < base
                 || e.commit_log_offset >= base + seg_size
             {
                 break;
@@ -424,11 +516,13 @@ async fn load_index(
         if let Some(file) = index.files.get_mut(&base) {
             file.persisted = count;
         }
-        let keep = ((count * INDEX_ENTRY_SIZE_BYTES) as u64).div_ceil(PAGE_SIZE_BYTES) * PAGE_SIZE_BYTES;
+        let keep =
+            ((count * INDEX_ENTRY_SIZE_BYTES) as u64).div_ceil(PAGE_SIZE_BYTES) * PAGE_SIZE_BYTES;
         if size > keep {
             let page = keep.saturating_sub(PAGE_SIZE_BYTES);
             let valid = count * INDEX_ENTRY_SIZE_BYTES;
-            f.write_at(page, bytes.get(page as usize..valid).unwrap_or_default()).await?;
+            f.write_at(page, bytes.get(page as usize..valid).unwrap_or_default())
+                .await?;
             f.truncate(keep).await?;
             f.sync().await?;
         }
@@ -447,35 +541,61 @@ mod tests {
 
     #[test]
     fn blank_of_the_right_size_moves_to_next_segment() {
-        assert_eq!(decide(Found::Blank { is_size_right: true }), ScanDecision::NextSegment);
+        assert_eq!(
+            decide(Found::Blank {
+                is_size_right: true
+            }),
+            ScanDecision::NextSegment
+        );
     }
 
     #[test]
     fn blank_of_the_wrong_size_truncates() {
-        assert_eq!(decide(Found::Blank { is_size_right: false }), ScanDecision::Truncate);
+        assert_eq!(
+            decide(Found::Blank {
+                is_size_right: false
+            }),
+            ScanDecision::Truncate
+        );
     }
 
     #[test]
     fn valid_record_at_its_offset_is_kept() {
-        let f = Found::Record { is_valid: true, is_at_own_offset: true, fits_segment: true };
+        let f = Found::Record {
+            is_valid: true,
+            is_at_own_offset: true,
+            fits_segment: true,
+        };
         assert_eq!(decide(f), ScanDecision::Keep);
     }
 
     #[test]
     fn record_failing_crc_or_size_truncates() {
-        let f = Found::Record { is_valid: false, is_at_own_offset: false, fits_segment: true };
+        let f = Found::Record {
+            is_valid: false,
+            is_at_own_offset: false,
+            fits_segment: true,
+        };
         assert_eq!(decide(f), ScanDecision::Truncate);
     }
 
     #[test]
     fn stale_record_at_another_offset_truncates() {
-        let f = Found::Record { is_valid: true, is_at_own_offset: false, fits_segment: true };
+        let f = Found::Record {
+            is_valid: true,
+            is_at_own_offset: false,
+            fits_segment: true,
+        };
         assert_eq!(decide(f), ScanDecision::Truncate);
     }
 
     #[test]
     fn record_overrunning_the_segment_truncates() {
-        let f = Found::Record { is_valid: true, is_at_own_offset: true, fits_segment: false };
+        let f = Found::Record {
+            is_valid: true,
+            is_at_own_offset: true,
+            fits_segment: false,
+        };
         assert_eq!(decide(f), ScanDecision::Truncate);
     }
 
@@ -491,9 +611,22 @@ mod tests {
         let mut blank = Vec::new();
         blank.extend_from_slice(&((seg - 100) as i32).to_be_bytes());
         blank.extend_from_slice(&record::MAGIC_BLANK.to_be_bytes());
-        assert_eq!(classify(&blank, 0, 100, seg), Found::Blank { is_size_right: true });
-        assert_eq!(classify(&blank, 0, 104, seg), Found::Blank { is_size_right: false });
-        assert_eq!(classify(&[1, 2, 3, 4, 5, 6, 7, 8], 0, 0, seg), Found::Garbage);
+        assert_eq!(
+            classify(&blank, 0, 100, seg),
+            Found::Blank {
+                is_size_right: true
+            }
+        );
+        assert_eq!(
+            classify(&blank, 0, 104, seg),
+            Found::Blank {
+                is_size_right: false
+            }
+        );
+        assert_eq!(
+            classify(&[1, 2, 3, 4, 5, 6, 7, 8], 0, 0, seg),
+            Found::Garbage
+        );
         assert_eq!(classify(&[1, 2], 0, 0, seg), Found::Garbage);
     }
 }

@@ -36,8 +36,17 @@ pub(crate) enum Expiry {
 }
 
 /// The retention table for one segment (oldest first; the first `Keep` stops the pass).
-pub(crate) fn expiry(is_expired: bool, is_delete_hour: bool, is_above_clean: bool, is_above_clean_now: bool) -> Expiry {
-    match (is_expired, is_delete_hour || is_above_clean, is_above_clean_now) {
+pub(crate) fn expiry(
+    is_expired: bool,
+    is_delete_hour: bool,
+    is_above_clean: bool,
+    is_above_clean_now: bool,
+) -> Expiry {
+    match (
+        is_expired,
+        is_delete_hour || is_above_clean,
+        is_above_clean_now,
+    ) {
         (true, true, _) => Expiry::Delete,
         (_, _, true) => Expiry::Delete,
         (true, false, false) | (false, _, false) => Expiry::Keep,
@@ -48,21 +57,39 @@ pub(crate) async fn run(store: &Store) -> Result<RetentionReport, IoError> {
     let cfg = store.config();
     let space = store.disk.space(&cfg.root_dir)?;
     let used_ratio = space.used_ratio();
-    let mut report = RetentionReport { used_ratio, ..Default::default() };
+    let mut report = RetentionReport {
+        used_ratio,
+        ..Default::default()
+    };
     let now = store.clock.now_ms();
     let is_delete_hour = (now / HOUR_MS).rem_euclid(24) == i64::from(cfg.delete_when_hour);
     let is_above_clean = used_ratio >= cfg.disk_clean_ratio;
     let reserved_ms = i64::from(cfg.file_reserved_time_hours) * HOUR_MS;
     let active_base = store.log.segment_base_of(store.log.write_offset());
-    let candidates: Vec<u64> =
-        store.log.state.borrow().segments.keys().copied().filter(|b| *b < active_base).collect();
+    let candidates: Vec<u64> = store
+        .log
+        .state
+        .borrow()
+        .segments
+        .keys()
+        .copied()
+        .filter(|b| *b < active_base)
+        .collect();
     let mut ratio_now = used_ratio;
     for base in candidates.into_iter().take(SEGMENTS_DELETED_PER_PASS_MAX) {
-        let Some(seg) = store.log.segment_for(base) else { continue };
+        let Some(seg) = store.log.segment_for(base) else {
+            continue;
+        };
         let modified = store.disk.modified_ms(&seg.path).unwrap_or(now);
         let is_expired = modified + reserved_ms <= now;
         let is_above_clean_now = ratio_now >= cfg.disk_clean_ratio;
-        if expiry(is_expired, is_delete_hour, is_above_clean, is_above_clean_now) == Expiry::Keep {
+        if expiry(
+            is_expired,
+            is_delete_hour,
+            is_above_clean,
+            is_above_clean_now,
+        ) == Expiry::Keep
+        {
             break;
         }
         store.delete_segment(base)?;
@@ -72,7 +99,10 @@ pub(crate) async fn run(store: &Store) -> Result<RetentionReport, IoError> {
     let is_full = ratio_now >= cfg.disk_max_used_ratio;
     if is_full != store.is_disk_full.get() {
         if is_full {
-            log::warn!("disk usage {ratio_now:.3} >= {}: refusing writes", cfg.disk_max_used_ratio);
+            log::warn!(
+                "disk usage {ratio_now:.3} >= {}: refusing writes",
+                cfg.disk_max_used_ratio
+            );
         } else {
             log::info!("disk usage {ratio_now:.3}: accepting writes again");
         }

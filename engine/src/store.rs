@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_lite::future;
 
 use crate::clock::{Clock, SystemClock};
-use crate::commitlog::{run_flusher, CommitLog, CommitLogConfig, DurabilityTicket};
+use crate::commitlog::{run_flusher, segment_file, CommitLog, CommitLogConfig, DurabilityTicket};
 use crate::config::StoreConfig;
 use crate::consume_queue::QueueTable;
 use crate::disk::glommio::GlommioDisk;
@@ -138,7 +138,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("root_dir", &self.cfg.root_dir).finish()
+        f.debug_struct("Store")
+            .field("root_dir", &self.cfg.root_dir)
+            .finish()
     }
 }
 
@@ -148,7 +150,13 @@ impl Store {
     pub async fn open(config: StoreConfig) -> Result<(Rc<Store>, RecoveryReport), OpenError> {
         config.validate()?;
         let disk = GlommioDisk::new(&config.root_dir).await?;
-        Self::open_with(config, Rc::new(disk), Rc::new(SystemClock), Background::Timers).await
+        Self::open_with(
+            config,
+            Rc::new(disk),
+            Rc::new(SystemClock),
+            Background::Timers,
+        )
+        .await
     }
 
     /// Like `open`, on any `Disk` and `Clock` (tests use `SimDisk` and `ManualClock`), with
@@ -172,7 +180,14 @@ impl Store {
             clock: clock.clone(),
             background,
         };
-        let log = Rc::new(CommitLog::new(log_cfg, disk.clone(), r.segments, r.min_offset, r.end, r.carried));
+        let log = Rc::new(CommitLog::new(
+            log_cfg,
+            disk.clone(),
+            r.segments,
+            r.min_offset,
+            r.end,
+            r.carried,
+        ));
         let persister = Persister::new(
             disk.clone(),
             config.root_dir.join("consumequeue"),
@@ -194,6 +209,10 @@ impl Store {
             maintenance_stopped: Signal::default(),
             is_maintenance_running: Cell::new(false),
         });
+        // The active segment exists (preallocated, zero-filled) before the first put; the flusher
+        // prepares the next one in the background.
+        let active_base = log.segment_base_of(log.write_offset());
+        segment_file(&log, active_base).await?;
         // Make the recovered state the checkpoint: recovering again starts from here.
         store.checkpoint_now().await?;
         retention::run(&store).await?;
@@ -223,7 +242,14 @@ impl Store {
         Ok(())
     }
 
-    fn dispatch_put(&self, msg: &PutMessage<'_>, queue_offset: u64, offset: u64, size: u32, ts: i64) {
+    fn dispatch_put(
+        &self,
+        msg: &PutMessage<'_>,
+        queue_offset: u64,
+        offset: u64,
+        size: u32,
+        ts: i64,
+    ) {
         let r = DispatchRecord {
             topic: msg.topic,
             queue_id: msg.queue_id.0,
@@ -235,7 +261,12 @@ impl Store {
             store_timestamp_ms: ts,
         };
         let seg_base = self.log.segment_base_of(offset);
-        dispatch(&mut self.queues.borrow_mut(), &mut self.index.borrow_mut(), seg_base, &r);
+        dispatch(
+            &mut self.queues.borrow_mut(),
+            &mut self.index.borrow_mut(),
+            seg_base,
+            &r,
+        );
     }
 
     /// Appends one record. Not async: the record is readable when this returns, durable when
@@ -279,7 +310,11 @@ impl Store {
         // Every message is stored under the first one's topic and queue (the contract).
         let msgs: Vec<PutMessage<'_>> = msgs
             .iter()
-            .map(|m| PutMessage { topic: first.topic, queue_id: first.queue_id, ..m.clone() })
+            .map(|m| PutMessage {
+                topic: first.topic,
+                queue_id: first.queue_id,
+                ..m.clone()
+            })
             .collect();
         let mut sizes = Vec::with_capacity(msgs.len());
         for m in &msgs {
@@ -287,10 +322,21 @@ impl Store {
             sizes.push(record::encoded_size(m));
         }
         let queued = is_queued(first.sys_flag);
-        let first_queue_offset =
-            if queued { self.queues.borrow().next_offset(first.topic, first.queue_id.0) } else { 0 };
+        let first_queue_offset = if queued {
+            self.queues
+                .borrow()
+                .next_offset(first.topic, first.queue_id.0)
+        } else {
+            0
+        };
         let ts = self.clock.now_ms();
-        let qo = |i: usize| if queued { first_queue_offset + i as u64 } else { 0 };
+        let qo = |i: usize| {
+            if queued {
+                first_queue_offset + i as u64
+            } else {
+                0
+            }
+        };
         let (offsets, end) = self.log.append(&sizes, |i, offset, buf| {
             if let Some(m) = msgs.get(i) {
                 record::encode(buf, m, qo(i), offset, ts);
@@ -336,7 +382,9 @@ impl Store {
                 return Ok(empty(GetStatus::OffsetOverflowBadly, max, min, max));
             }
             let n = (max - o).min(GET_SCAN_ENTRIES_MAX);
-            let window: Vec<_> = (o..o + n).filter_map(|i| q.get(i).map(|e| (i, e))).collect();
+            let window: Vec<_> = (o..o + n)
+                .filter_map(|i| q.get(i).map(|e| (i, e)))
+                .collect();
             (min, max, window)
         };
         let mut messages = Vec::new();
@@ -347,14 +395,19 @@ impl Store {
             if messages.len() >= limit.count_max as usize {
                 break;
             }
-            if !messages.is_empty() && bytes_total + u64::from(e.size) > u64::from(limit.bytes_max) {
+            if !messages.is_empty() && bytes_total + u64::from(e.size) > u64::from(limit.bytes_max)
+            {
                 break;
             }
             if !filter(e.tags_code) {
                 next = qo + 1;
                 continue;
             }
-            match self.log.read_record(e.commit_log_offset, Some(e.size)).await {
+            match self
+                .log
+                .read_record(e.commit_log_offset, Some(e.size))
+                .await
+            {
                 Ok(b) => {
                     bytes_total += b.len() as u64;
                     messages.push(b);
@@ -363,8 +416,11 @@ impl Store {
                 Err(GetError::OffsetNotAvailable { .. }) if messages.is_empty() => {
                     let min_now = self.min_offset(topic, queue_id).0;
                     let removing = e.commit_log_offset < self.log.min_offset();
-                    status =
-                        if removing { GetStatus::MessageWasRemoving } else { GetStatus::OffsetFoundNull };
+                    status = if removing {
+                        GetStatus::MessageWasRemoving
+                    } else {
+                        GetStatus::OffsetFoundNull
+                    };
                     next = if removing { min_now.max(qo + 1) } else { qo };
                     break;
                 }
@@ -386,7 +442,12 @@ impl Store {
 
     /// Lowest queue offset still readable (0 for an unknown queue).
     pub fn min_offset(&self, topic: &str, queue_id: QueueId) -> QueueOffset {
-        QueueOffset(self.queues.borrow().get(topic, queue_id.0).map_or(0, |q| q.min_offset()))
+        QueueOffset(
+            self.queues
+                .borrow()
+                .get(topic, queue_id.0)
+                .map_or(0, |q| q.min_offset()),
+        )
     }
 
     /// Next queue offset to be written (0 for an unknown queue).
@@ -404,16 +465,28 @@ impl Store {
     ) -> Result<QueueOffset, GetError> {
         let (mut lo, mut hi) = {
             let t = self.queues.borrow();
-            let Some(q) = t.get(topic, queue_id.0) else { return Ok(QueueOffset(0)) };
+            let Some(q) = t.get(topic, queue_id.0) else {
+                return Ok(QueueOffset(0));
+            };
             (q.min_offset(), q.max_offset())
         };
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let entry = self.queues.borrow().get(topic, queue_id.0).and_then(|q| q.get(mid));
+            let entry = self
+                .queues
+                .borrow()
+                .get(topic, queue_id.0)
+                .and_then(|q| q.get(mid));
             let Some(e) = entry else { break };
-            let b = self.log.read_record(e.commit_log_offset, Some(e.size)).await?;
+            let b = self
+                .log
+                .read_record(e.commit_log_offset, Some(e.size))
+                .await?;
             let ts = record::decode(&b)
-                .map_err(|reason| GetError::InvalidRecord { offset: e.commit_log_offset, reason })?
+                .map_err(|reason| GetError::InvalidRecord {
+                    offset: e.commit_log_offset,
+                    reason,
+                })?
                 .store_timestamp_ms();
             if ts >= timestamp_ms {
                 hi = mid;
@@ -511,7 +584,10 @@ impl Store {
             return Ok(());
         }
         let durable = self.log.durable_offset();
-        let r = self.persister.run(&self.queues, &self.index, durable, is_clean).await;
+        let r = self
+            .persister
+            .run(&self.queues, &self.index, durable, is_clean)
+            .await;
         self.is_persist_running.set(false);
         r.map(|_| ())
     }
@@ -523,7 +599,9 @@ impl Store {
 
     /// Deletes one commitlog segment and everything that points into it.
     pub(crate) fn delete_segment(&self, base: u64) -> Result<(), IoError> {
-        let Some(seg) = self.log.forget_segment(base) else { return Ok(()) };
+        let Some(seg) = self.log.forget_segment(base) else {
+            return Ok(());
+        };
         let seg_end = base + self.cfg.segment_size_bytes;
         self.disk.remove(&seg.path)?;
         self.index.borrow_mut().drop_segment(base, seg_end);
@@ -541,7 +619,10 @@ impl Store {
         for (topic, qid, min) in mins {
             self.persister.remove_cq_files_below(&topic, qid, min);
         }
-        log::info!("retention: deleted commitlog segment {}", seg.path.display());
+        log::info!(
+            "retention: deleted commitlog segment {}",
+            seg.path.display()
+        );
         Ok(())
     }
 
@@ -563,6 +644,13 @@ impl Store {
         }
         self.persist(true).await?;
         Ok(())
+    }
+
+    /// Whether the segment after the active one is already preallocated (benchmarks wait for
+    /// it so that segment creation is not measured as put latency).
+    pub fn is_next_segment_ready(&self) -> bool {
+        let next = self.log.segment_base_of(self.log.write_offset()) + self.cfg.segment_size_bytes;
+        self.log.segment_for(next).is_some()
     }
 
     /// Bytes held by the tail cache.
@@ -606,7 +694,10 @@ async fn run_maintenance(store: Weak<Store>) {
             continue;
         }
         let durable = s.log.durable_offset();
-        let last = s.persister.last_checkpoint().map_or(0, |c| c.commit_log_offset);
+        let last = s
+            .persister
+            .last_checkpoint()
+            .map_or(0, |c| c.commit_log_offset);
         if durable > last {
             if let Err(e) = s.persist(false).await {
                 log::warn!("checkpoint pass failed: {e}");

@@ -2,7 +2,8 @@
 
 /// Java `String.hashCode()` of `s`: `h = 31*h + c` over UTF-16 units, wrapping, signed.
 pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
 /// The consume-queue tags code of a tag: its Java hashCode, sign-extended to i64.

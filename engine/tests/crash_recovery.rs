@@ -25,8 +25,8 @@ use engine::clock::ManualClock;
 use engine::disk::sim::{SimDisk, SimRng};
 use engine::record::{decode, MAGIC_BLANK};
 use engine::{
-    Background,    CommitLogOffset, FlushMode, GetLimit, GetStatus, PutError, PutMessage, QueueId, QueueOffset, Store,
-    StoreConfig,
+    Background, CommitLogOffset, FlushMode, GetLimit, GetStatus, PutError, PutMessage, QueueId,
+    QueueOffset, Store, StoreConfig,
 };
 
 const FIXED_SEEDS: &[u64] = &[1, 2, 3, 42, 1337, 0xDEAD_BEEF, 20261122];
@@ -81,7 +81,11 @@ async fn producer(
     while !stop.get() {
         let topic = TOPICS[rng.below(TOPICS.len() as u64) as usize];
         let queue = rng.below(u64::from(QUEUES)) as u32;
-        let n = if rng.below(8) == 0 { 1 + rng.below(4) as usize } else { 1 };
+        let n = if rng.below(8) == 0 {
+            1 + rng.below(4) as usize
+        } else {
+            1
+        };
         let bodies: Vec<Vec<u8>> = (0..n)
             .map(|_| {
                 let cap = if rng.below(10) == 0 { 4096 } else { 600 };
@@ -91,7 +95,13 @@ async fn producer(
             })
             .collect();
         let props: Vec<String> = (0..n)
-            .map(|_| format!("TAGS\u{1}t{}\u{2}KEYS\u{1}k{}\u{2}", rng.below(3), rng.next_u64()))
+            .map(|_| {
+                format!(
+                    "TAGS\u{1}t{}\u{2}KEYS\u{1}k{}\u{2}",
+                    rng.below(3),
+                    rng.next_u64()
+                )
+            })
             .collect();
         let msgs: Vec<PutMessage<'_>> = bodies
             .iter()
@@ -99,9 +109,13 @@ async fn producer(
             .map(|(b, p)| common::msg(topic, queue, b, p))
             .collect();
         let put = if n == 1 {
-            store.put(&msgs[0]).map(|r| (vec![r.commit_log_offset], r.queue_offset, r.ticket))
+            store
+                .put(&msgs[0])
+                .map(|r| (vec![r.commit_log_offset], r.queue_offset, r.ticket))
         } else {
-            store.put_batch(&msgs).map(|r| (r.commit_log_offsets, r.first_queue_offset, r.ticket))
+            store
+                .put_batch(&msgs)
+                .map(|r| (r.commit_log_offsets, r.first_queue_offset, r.ticket))
         };
         let (offsets, first_qo, ticket) = match put {
             Ok(x) => x,
@@ -114,7 +128,9 @@ async fn producer(
         puts.set(puts.get() + n as u64);
         let mut records = Vec::new();
         for (i, off) in offsets.iter().enumerate() {
-            let Ok(bytes) = store.read_message(*off).await else { return };
+            let Ok(bytes) = store.read_message(*off).await else {
+                return;
+            };
             records.push(Acked {
                 offset: off.0,
                 bytes: bytes.to_vec(),
@@ -161,8 +177,15 @@ async fn walk(store: &Store, disk: &SimDisk, cfg: &StoreConfig) -> Vec<(u64, u32
                 let at = (o - base) as usize;
                 let magic = i32::from_be_bytes(file[at + 4..at + 8].try_into().expect("4 bytes"));
                 let size = i32::from_be_bytes(file[at..at + 4].try_into().expect("4 bytes"));
-                assert_eq!(magic, MAGIC_BLANK, "unreadable record at {o} is not a blank");
-                assert_eq!(size as u64, base + seg - o, "blank covers the rest of the segment");
+                assert_eq!(
+                    magic, MAGIC_BLANK,
+                    "unreadable record at {o} is not a blank"
+                );
+                assert_eq!(
+                    size as u64,
+                    base + seg - o,
+                    "blank covers the rest of the segment"
+                );
                 o = base + seg;
             }
         }
@@ -176,7 +199,10 @@ async fn state(store: &Store, disk: &SimDisk, cfg: &StoreConfig) -> State {
     for t in TOPICS {
         for q in 0..QUEUES {
             let id = QueueId(q);
-            queues.insert((t.to_string(), q), (store.min_offset(t, id).0, store.max_offset(t, id).0));
+            queues.insert(
+                (t.to_string(), q),
+                (store.min_offset(t, id).0, store.max_offset(t, id).0),
+            );
         }
     }
     State {
@@ -187,28 +213,58 @@ async fn state(store: &Store, disk: &SimDisk, cfg: &StoreConfig) -> State {
     }
 }
 
-async fn check_invariants(store: &Store, disk: &SimDisk, cfg: &StoreConfig, acked: &[Acked]) -> State {
+async fn check_invariants(
+    store: &Store,
+    disk: &SimDisk,
+    cfg: &StoreConfig,
+    acked: &[Acked],
+) -> State {
     let s = state(store, disk, cfg).await;
     let valid: std::collections::HashSet<u64> = s.records.iter().map(|r| r.0).collect();
     // 1 + 5: acked records intact, end past them.
     for a in acked {
-        assert!(s.end >= a.offset + a.bytes.len() as u64, "offsets went back");
-        let b = store.read_message(CommitLogOffset(a.offset)).await.expect("acked record readable");
+        assert!(
+            s.end >= a.offset + a.bytes.len() as u64,
+            "offsets went back"
+        );
+        let b = store
+            .read_message(CommitLogOffset(a.offset))
+            .await
+            .expect("acked record readable");
         assert_eq!(&b[..], &a.bytes[..], "acked record at {} changed", a.offset);
-        let limit = GetLimit { count_max: 1, bytes_max: 1 << 20 };
+        let limit = GetLimit {
+            count_max: 1,
+            bytes_max: 1 << 20,
+        };
         let g = store
-            .get(a.topic, QueueId(a.queue), QueueOffset(a.queue_offset), limit, &|_| true)
+            .get(
+                a.topic,
+                QueueId(a.queue),
+                QueueOffset(a.queue_offset),
+                limit,
+                &|_| true,
+            )
             .await
             .expect("get");
         assert_eq!(g.status, GetStatus::Found, "CQ entry of acked record {a:?}");
-        assert_eq!(&g.messages[0][..], &a.bytes[..], "CQ entry points at the acked record");
+        assert_eq!(
+            &g.messages[0][..],
+            &a.bytes[..],
+            "CQ entry points at the acked record"
+        );
     }
     // 3: every CQ entry points at a valid record of its queue.
     for ((topic, q), (min, max)) in &s.queues {
         let mut o = *min;
         while o < *max {
-            let limit = GetLimit { count_max: 32, bytes_max: 1 << 20 };
-            let g = store.get(topic, QueueId(*q), QueueOffset(o), limit, &|_| true).await.expect("get");
+            let limit = GetLimit {
+                count_max: 32,
+                bytes_max: 1 << 20,
+            };
+            let g = store
+                .get(topic, QueueId(*q), QueueOffset(o), limit, &|_| true)
+                .await
+                .expect("get");
             assert_eq!(g.status, GetStatus::Found, "{topic}/{q}@{o}");
             for (i, m) in g.messages.iter().enumerate() {
                 let v = decode(m).expect("CQ points at a valid record");
@@ -234,9 +290,20 @@ async fn run_seed(seed: u64) -> String {
     let rounds = 6;
     for round in 0..=rounds {
         // Half the rounds run ASYNC_FLUSH: many written-but-unsynced sectors at the crash.
-        cfg.flush_mode = if rng.below(2) == 0 { FlushMode::Sync } else { FlushMode::Async };
+        cfg.flush_mode = if rng.below(2) == 0 {
+            FlushMode::Sync
+        } else {
+            FlushMode::Async
+        };
         cfg.flush_interval_ms = 1 + rng.below(20);
-        let open = || Store::open_with(cfg.clone(), Rc::new(disk.clone()), clock.clone(), Background::Manual);
+        let open = || {
+            Store::open_with(
+                cfg.clone(),
+                Rc::new(disk.clone()),
+                clock.clone(),
+                Background::Manual,
+            )
+        };
         let (mut store, report) = open().await.expect("open");
         if report.truncated_at.is_some() {
             truncations += 1;
@@ -249,7 +316,10 @@ async fn run_seed(seed: u64) -> String {
             disk.crash(&mut rng);
             let (again, _) = open().await.expect("reopen");
             let s2 = state(&again, &disk, &cfg).await;
-            assert_eq!(s1, s2, "second recovery differs (seed {seed}, round {round})");
+            assert_eq!(
+                s1, s2,
+                "second recovery differs (seed {seed}, round {round})"
+            );
             store = again;
         }
         if round == rounds {
@@ -259,8 +329,14 @@ async fn run_seed(seed: u64) -> String {
         let puts = Rc::new(Cell::new(0u64));
         for p in 0..4 {
             let r = SimRng::new(seed ^ (round as u64 * 1000 + p + 1).wrapping_mul(0x9E37_79B9));
-            glommio::spawn_local(producer(store.clone(), r, acked.clone(), stop.clone(), puts.clone()))
-                .detach();
+            glommio::spawn_local(producer(
+                store.clone(),
+                r,
+                acked.clone(),
+                stop.clone(),
+                puts.clone(),
+            ))
+            .detach();
         }
         let target = 20 + rng.below(400);
         let fail_at = (rng.below(4) == 0).then(|| rng.below(target));

@@ -22,10 +22,17 @@ fn body_for(seq: u64) -> Vec<u8> {
 #[test]
 #[ignore = "child process of acked_records_survive_sigkill"]
 fn kill_child_writer() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
-    let start: u64 = std::env::var("PETREL_KILL_CHILD_START").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let start: u64 = std::env::var("PETREL_KILL_CHILD_START")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     common::run(move || async move {
-        let (store, _) = Store::open(common::config(dir.into())).await.expect("child open");
+        let (store, _) = Store::open(common::config(dir.into()))
+            .await
+            .expect("child open");
         let next = std::rc::Rc::new(std::cell::Cell::new(start));
         let mut tasks = Vec::new();
         for _ in 0..8 {
@@ -37,7 +44,8 @@ fn kill_child_writer() {
                     next.set(seq + 1);
                     let body = body_for(seq);
                     let props = format!("KEYS\u{1}s{seq}\u{2}");
-                    let Ok(r) = store.put(&common::msg("K", (seq % 4) as u32, &body, &props)) else {
+                    let Ok(r) = store.put(&common::msg("K", (seq % 4) as u32, &body, &props))
+                    else {
                         glommio::timer::sleep(Duration::from_millis(1)).await;
                         continue;
                     };
@@ -64,7 +72,13 @@ fn acked_records_survive_sigkill() {
     let mut next_seq = 0u64;
     for round in 0..5 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "kill_child_writer", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "kill_child_writer",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, &root)
             .env("PETREL_KILL_CHILD_START", next_seq.to_string())
             .stdout(Stdio::piped())
@@ -92,23 +106,50 @@ fn acked_records_survive_sigkill() {
         child.kill().expect("SIGKILL child");
         let _ = child.wait();
         let acks = reader.join().expect("reader thread");
-        println!("round {round}: killed after {wait_ms} ms, {} acks", acks.len());
-        next_seq = acks.iter().map(|a| a.1 + 1).max().unwrap_or(next_seq).max(next_seq) + 10_000;
+        println!(
+            "round {round}: killed after {wait_ms} ms, {} acks",
+            acks.len()
+        );
+        next_seq = acks
+            .iter()
+            .map(|a| a.1 + 1)
+            .max()
+            .unwrap_or(next_seq)
+            .max(next_seq)
+            + 10_000;
         acked.extend(acks);
         // Reopen in this process and check every ack so far.
         let root2 = root.clone();
         let check = acked.clone();
         common::run(move || async move {
             let (store, report) = Store::open(common::config(root2)).await.expect("reopen");
-            println!("  report {report:?} min {:?} max {:?}", store.min_commit_log_offset(), store.max_commit_log_offset());
+            println!(
+                "  report {report:?} min {:?} max {:?}",
+                store.min_commit_log_offset(),
+                store.max_commit_log_offset()
+            );
             for (off, seq) in &check {
-                let b = store.read_message(CommitLogOffset(*off)).await.expect("acked record readable");
+                let b = store
+                    .read_message(CommitLogOffset(*off))
+                    .await
+                    .expect("acked record readable");
                 let v = engine::record::decode(&b).expect("acked record valid");
-                assert_eq!(v.body(), &body_for(*seq)[..], "acked record {seq} at {off} intact");
+                assert_eq!(
+                    v.body(),
+                    &body_for(*seq)[..],
+                    "acked record {seq} at {off} intact"
+                );
             }
-            println!("  recovered to {}, truncated: {:?}", report.end_offset, report.truncated_at);
+            println!(
+                "  recovered to {}, truncated: {:?}",
+                report.end_offset, report.truncated_at
+            );
             store.shutdown().await.expect("shutdown");
         });
     }
-    assert!(acked.len() > 100, "the child acknowledged too few records: {}", acked.len());
+    assert!(
+        acked.len() > 100,
+        "the child acknowledged too few records: {}",
+        acked.len()
+    );
 }

@@ -28,21 +28,45 @@ fn put_get_reopen_on_real_disk() {
             assert_eq!(v.body(), &body[..]);
             assert_eq!(v.commit_log_offset(), *off);
         }
-        let limit = GetLimit { count_max: 32, bytes_max: 1 << 20 };
-        let r = store.get("T", QueueId(0), QueueOffset(0), limit, &|_| true).await.expect("get");
+        let limit = GetLimit {
+            count_max: 32,
+            bytes_max: 1 << 20,
+        };
+        let r = store
+            .get("T", QueueId(0), QueueOffset(0), limit, &|_| true)
+            .await
+            .expect("get");
         assert_eq!(r.status, GetStatus::Found);
         assert_eq!(r.messages.len(), 32);
         assert_eq!(r.next_begin_offset, QueueOffset(32));
         let tag0 = engine::tags_hash("tag0");
-        let r = store.get("T", QueueId(0), QueueOffset(0), limit, &|t| t == tag0).await.expect("get");
-        assert!(r.messages.iter().all(|m| engine::record::decode(m).is_ok_and(|v| v.properties().contains("tag0"))));
-        let r = store.get("T", QueueId(1), QueueOffset(250), limit, &|_| true).await.expect("get");
+        let r = store
+            .get("T", QueueId(0), QueueOffset(0), limit, &|t| t == tag0)
+            .await
+            .expect("get");
+        assert!(r
+            .messages
+            .iter()
+            .all(|m| engine::record::decode(m).is_ok_and(|v| v.properties().contains("tag0"))));
+        let r = store
+            .get("T", QueueId(1), QueueOffset(250), limit, &|_| true)
+            .await
+            .expect("get");
         assert_eq!(r.status, GetStatus::OffsetOverflowOne);
-        let r = store.get("nope", QueueId(1), QueueOffset(0), limit, &|_| true).await.expect("get");
+        let r = store
+            .get("nope", QueueId(1), QueueOffset(0), limit, &|_| true)
+            .await
+            .expect("get");
         assert_eq!(r.status, GetStatus::NoMatchedLogicQueue);
-        let found = store.query_by_key("T", "k17", 10, 0, i64::MAX).await.expect("query");
+        let found = store
+            .query_by_key("T", "k17", 10, 0, i64::MAX)
+            .await
+            .expect("query");
         assert_eq!(found.len(), 1);
-        let found = store.query_by_key("T", "common", 1000, 0, i64::MAX).await.expect("query");
+        let found = store
+            .query_by_key("T", "common", 1000, 0, i64::MAX)
+            .await
+            .expect("query");
         assert_eq!(found.len(), 500);
         let end = store.max_commit_log_offset();
         store.shutdown().await.expect("shutdown");
@@ -54,11 +78,20 @@ fn put_get_reopen_on_real_disk() {
         assert_eq!(store.max_offset("T", QueueId(0)), QueueOffset(250));
         for (off, body) in acked.iter().step_by(7) {
             let rec = store.read_message(*off).await.expect("read after reopen");
-            assert_eq!(engine::record::decode(&rec).expect("decode").body(), &body[..]);
+            assert_eq!(
+                engine::record::decode(&rec).expect("decode").body(),
+                &body[..]
+            );
         }
-        let r = store.get("T", QueueId(1), QueueOffset(240), limit, &|_| true).await.expect("get");
+        let r = store
+            .get("T", QueueId(1), QueueOffset(240), limit, &|_| true)
+            .await
+            .expect("get");
         assert_eq!(r.messages.len(), 10);
-        let found = store.query_by_key("T", "k17", 10, 0, i64::MAX).await.expect("query");
+        let found = store
+            .query_by_key("T", "k17", 10, 0, i64::MAX)
+            .await
+            .expect("query");
         assert_eq!(found.len(), 1);
         store.shutdown().await.expect("shutdown");
     });

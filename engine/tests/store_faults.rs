@@ -31,7 +31,14 @@ fn failed_fdatasync_poisons_the_store_and_nothing_acked_is_lost() {
         let _awake = common::keep_executor_awake();
         let clock = Rc::new(ManualClock::new(1_000));
         let disk = SimDisk::new(1 << 30, clock.clone());
-        let open = || Store::open_with(config(), Rc::new(disk.clone()), clock.clone(), Background::Manual);
+        let open = || {
+            Store::open_with(
+                config(),
+                Rc::new(disk.clone()),
+                clock.clone(),
+                Background::Manual,
+            )
+        };
         let (store, _) = open().await.expect("open");
         let ok = store.put(&msg("T", 0, b"first", "")).expect("put");
         ok.ticket.await.expect("durable");
@@ -39,14 +46,23 @@ fn failed_fdatasync_poisons_the_store_and_nothing_acked_is_lost() {
         let r = store.put(&msg("T", 0, b"second", "")).expect("put");
         assert_eq!(r.ticket.await, Err(FlushError::Poisoned));
         assert!(store.is_poisoned());
-        assert!(matches!(store.put(&msg("T", 0, b"third", "")), Err(PutError::Poisoned)));
+        assert!(matches!(
+            store.put(&msg("T", 0, b"third", "")),
+            Err(PutError::Poisoned)
+        ));
         // Reads go on.
-        let b = store.read_message(ok.commit_log_offset).await.expect("read");
+        let b = store
+            .read_message(ok.commit_log_offset)
+            .await
+            .expect("read");
         assert_eq!(engine::record::decode(&b).expect("decode").body(), b"first");
         assert!(store.shutdown().await.is_err());
         drop(store);
         let (store, _) = open().await.expect("reopen");
-        let b = store.read_message(CommitLogOffset(0)).await.expect("read after reopen");
+        let b = store
+            .read_message(CommitLogOffset(0))
+            .await
+            .expect("read after reopen");
         assert_eq!(engine::record::decode(&b).expect("decode").body(), b"first");
         assert!(store.put(&msg("T", 0, b"after", "")).is_ok());
     });
@@ -59,11 +75,16 @@ fn failed_write_poisons_the_store() {
         let clock = Rc::new(ManualClock::new(1_000));
         let disk = SimDisk::new(1 << 30, clock.clone());
         let (store, _) =
-            Store::open_with(config(), Rc::new(disk.clone()), clock, Background::Manual).await.expect("open");
+            Store::open_with(config(), Rc::new(disk.clone()), clock, Background::Manual)
+                .await
+                .expect("open");
         disk.fail_next_writes(1);
         let r = store.put(&msg("T", 0, b"x", "")).expect("put");
         assert_eq!(r.ticket.await, Err(FlushError::Poisoned));
-        assert!(matches!(store.put(&msg("T", 0, b"y", "")), Err(PutError::Poisoned)));
+        assert!(matches!(
+            store.put(&msg("T", 0, b"y", "")),
+            Err(PutError::Poisoned)
+        ));
     });
 }
 
@@ -77,8 +98,9 @@ fn ticket_reports_timeout_when_not_durable_in_time() {
         cfg.flush_mode = FlushMode::Async;
         cfg.flush_interval_ms = 3_600_000; // the manual clock never gets there
         cfg.sync_flush_timeout_ms = 20;
-        let (store, _) =
-            Store::open_with(cfg, Rc::new(disk), clock, Background::Manual).await.expect("open");
+        let (store, _) = Store::open_with(cfg, Rc::new(disk), clock, Background::Manual)
+            .await
+            .expect("open");
         let r = store.put(&msg("T", 0, b"x", "")).expect("put");
         assert_eq!(r.ticket.await, Err(FlushError::Timeout));
         store.shutdown().await.expect("shutdown flushes anyway");
@@ -91,8 +113,9 @@ fn append_buffer_is_bounded() {
         let _awake = common::keep_executor_awake();
         let clock = Rc::new(ManualClock::new(1_000));
         let disk = SimDisk::new(1 << 30, clock.clone());
-        let (store, _) =
-            Store::open_with(config(), Rc::new(disk), clock, Background::Manual).await.expect("open");
+        let (store, _) = Store::open_with(config(), Rc::new(disk), clock, Background::Manual)
+            .await
+            .expect("open");
         let body = vec![1u8; 4000];
         let mut full = false;
         // No await: the flusher cannot run, so the buffer fills up.
@@ -113,7 +136,9 @@ fn append_buffer_is_bounded() {
                 break r;
             }
         };
-        r.ticket.await.expect("durable after the flusher drained the buffer");
+        r.ticket
+            .await
+            .expect("durable after the flusher drained the buffer");
     });
 }
 
@@ -123,22 +148,37 @@ fn disk_full_refuses_writes_keeps_reads_and_recovers() {
         let _awake = common::keep_executor_awake();
         let clock = Rc::new(ManualClock::new(1_000));
         let disk = SimDisk::new(64 << 20, clock.clone());
-        let (store, _) = Store::open_with(config(), Rc::new(disk.clone()), clock, Background::Manual)
-            .await
-            .expect("open");
+        let (store, _) =
+            Store::open_with(config(), Rc::new(disk.clone()), clock, Background::Manual)
+                .await
+                .expect("open");
         let r = store.put(&msg("T", 0, b"before", "")).expect("put");
         r.ticket.await.expect("durable");
         disk.set_extra_used_bytes(62 << 20); // > 90% used
         let rep = store.run_retention_now().await.expect("retention");
         assert!(rep.is_disk_full);
-        assert!(matches!(store.put(&msg("T", 0, b"x", "")), Err(PutError::DiskFull)));
-        let limit = GetLimit { count_max: 8, bytes_max: 1 << 20 };
-        let g = store.get("T", QueueId(0), QueueOffset(0), limit, &|_| true).await.expect("get");
+        assert!(matches!(
+            store.put(&msg("T", 0, b"x", "")),
+            Err(PutError::DiskFull)
+        ));
+        let limit = GetLimit {
+            count_max: 8,
+            bytes_max: 1 << 20,
+        };
+        let g = store
+            .get("T", QueueId(0), QueueOffset(0), limit, &|_| true)
+            .await
+            .expect("get");
         assert_eq!(g.status, GetStatus::Found);
         disk.set_extra_used_bytes(0);
         let rep = store.run_retention_now().await.expect("retention");
         assert!(!rep.is_disk_full);
-        store.put(&msg("T", 0, b"after", "")).expect("writes resume").ticket.await.expect("durable");
+        store
+            .put(&msg("T", 0, b"after", ""))
+            .expect("writes resume")
+            .ticket
+            .await
+            .expect("durable");
     });
 }
 
@@ -150,19 +190,33 @@ fn retention_deletes_old_segments_at_delete_hour_without_breaking_readers() {
         let day = 20_000 * 24 * HOUR_MS;
         let clock = Rc::new(ManualClock::new(day + 3 * HOUR_MS));
         let disk = SimDisk::new(1 << 40, clock.clone());
-        let (store, _) = Store::open_with(config(), Rc::new(disk.clone()), clock.clone(), Background::Manual)
-            .await
-            .expect("open");
+        let (store, _) = Store::open_with(
+            config(),
+            Rc::new(disk.clone()),
+            clock.clone(),
+            Background::Manual,
+        )
+        .await
+        .expect("open");
         let body = vec![7u8; 3000];
         let mut first = None;
         for i in 0..200 {
-            let r = store.put(&msg("T", i % 2, &body, "KEYS\u{1}k\u{2}")).expect("put");
+            let r = store
+                .put(&msg("T", i % 2, &body, "KEYS\u{1}k\u{2}"))
+                .expect("put");
             first.get_or_insert(r.commit_log_offset);
             r.ticket.await.expect("durable");
         }
         assert!(store.max_commit_log_offset().0 > 4 * (128 << 10));
         // Not expired yet (72 h), and not the delete hour: nothing goes.
-        assert_eq!(store.run_retention_now().await.expect("retention").segments_deleted, 0);
+        assert_eq!(
+            store
+                .run_retention_now()
+                .await
+                .expect("retention")
+                .segments_deleted,
+            0
+        );
         // Start a read of the oldest record, let retention delete its segment meanwhile.
         let reader = {
             let s = store.clone();
@@ -175,17 +229,32 @@ fn retention_deletes_old_segments_at_delete_hour_without_breaking_readers() {
         let read = reader.await;
         // Either the read completed from the still-open file, or it was refused cleanly.
         if let Ok(b) = read {
-            assert_eq!(engine::record::decode(&b).expect("decode").body(), &body[..]);
+            assert_eq!(
+                engine::record::decode(&b).expect("decode").body(),
+                &body[..]
+            );
         }
         assert!(store.min_commit_log_offset().0 >= 3 * (128 << 10));
         assert!(store.min_offset("T", QueueId(0)).0 > 0);
-        let limit = GetLimit { count_max: 4, bytes_max: 1 << 20 };
-        let g = store.get("T", QueueId(0), QueueOffset(0), limit, &|_| true).await.expect("get");
+        let limit = GetLimit {
+            count_max: 4,
+            bytes_max: 1 << 20,
+        };
+        let g = store
+            .get("T", QueueId(0), QueueOffset(0), limit, &|_| true)
+            .await
+            .expect("get");
         assert_eq!(g.status, GetStatus::OffsetTooSmall);
         let min = g.next_begin_offset;
-        let g = store.get("T", QueueId(0), min, limit, &|_| true).await.expect("get");
+        let g = store
+            .get("T", QueueId(0), min, limit, &|_| true)
+            .await
+            .expect("get");
         assert_eq!(g.status, GetStatus::Found);
-        let keyed = store.query_by_key("T", "k", 1000, 0, i64::MAX).await.expect("query");
+        let keyed = store
+            .query_by_key("T", "k", 1000, 0, i64::MAX)
+            .await
+            .expect("query");
         assert!(keyed.len() < 200 && !keyed.is_empty());
         store.shutdown().await.expect("shutdown");
     });
@@ -197,12 +266,22 @@ fn disk_pressure_deletes_young_segments_above_high_water() {
         let _awake = common::keep_executor_awake();
         let clock = Rc::new(ManualClock::new(10 * HOUR_MS)); // not the delete hour
         let disk = SimDisk::new(1 << 30, clock.clone());
-        let (store, _) = Store::open_with(config(), Rc::new(disk.clone()), clock.clone(), Background::Manual)
-            .await
-            .expect("open");
+        let (store, _) = Store::open_with(
+            config(),
+            Rc::new(disk.clone()),
+            clock.clone(),
+            Background::Manual,
+        )
+        .await
+        .expect("open");
         let body = vec![1u8; 3000];
         for _ in 0..200 {
-            store.put(&msg("T", 0, &body, "")).expect("put").ticket.await.expect("durable");
+            store
+                .put(&msg("T", 0, &body, ""))
+                .expect("put")
+                .ticket
+                .await
+                .expect("durable");
         }
         disk.set_extra_used_bytes((1 << 30) * 8 / 10); // 80% > clean ratio 75%
         let rep = store.run_retention_now().await.expect("retention");

@@ -53,43 +53,77 @@ async fn run_ops(ops: Vec<Op>) {
     let _awake = common::keep_executor_awake();
     let clock = Rc::new(ManualClock::new(1_000_000));
     let disk = SimDisk::new(1 << 40, clock.clone());
-    let open = || Store::open_with(config(), Rc::new(disk.clone()), clock.clone(), Background::Manual);
+    let open = || {
+        Store::open_with(
+            config(),
+            Rc::new(disk.clone()),
+            clock.clone(),
+            Background::Manual,
+        )
+    };
     let (mut store, _) = open().await.expect("open");
     let mut model: BTreeMap<u8, Vec<Vec<u8>>> = BTreeMap::new();
     let mut n = 0usize;
     for op in ops {
         match op {
             Op::Put { queue, .. } | Op::Roll { queue } => {
-                let len = if let Op::Put { len, .. } = op { usize::from(len) } else { 15_000 };
+                let len = if let Op::Put { len, .. } = op {
+                    usize::from(len)
+                } else {
+                    15_000
+                };
                 n += 1;
                 let b = body(n, len);
-                let r = store.put(&common::msg("M", u32::from(queue), &b, "")).expect("put");
+                let r = store
+                    .put(&common::msg("M", u32::from(queue), &b, ""))
+                    .expect("put");
                 let q = model.entry(queue).or_default();
                 assert_eq!(r.queue_offset.0, q.len() as u64);
                 q.push(b);
                 r.ticket.await.expect("durable");
             }
             Op::Batch { queue, count, len } => {
-                let bodies: Vec<Vec<u8>> = (0..count).map(|i| body(n + usize::from(i) + 1, usize::from(len))).collect();
+                let bodies: Vec<Vec<u8>> = (0..count)
+                    .map(|i| body(n + usize::from(i) + 1, usize::from(len)))
+                    .collect();
                 n += usize::from(count);
-                let msgs: Vec<_> = bodies.iter().map(|b| common::msg("M", u32::from(queue), b, "")).collect();
+                let msgs: Vec<_> = bodies
+                    .iter()
+                    .map(|b| common::msg("M", u32::from(queue), b, ""))
+                    .collect();
                 let r = store.put_batch(&msgs).expect("batch");
                 let q = model.entry(queue).or_default();
                 assert_eq!(r.first_queue_offset.0, q.len() as u64);
                 q.extend(bodies);
                 r.ticket.await.expect("durable");
             }
-            Op::Get { queue, offset, count } => {
+            Op::Get {
+                queue,
+                offset,
+                count,
+            } => {
                 let q = model.get(&queue).cloned().unwrap_or_default();
-                let limit = GetLimit { count_max: u32::from(count), bytes_max: 1 << 20 };
+                let limit = GetLimit {
+                    count_max: u32::from(count),
+                    bytes_max: 1 << 20,
+                };
                 let g = store
-                    .get("M", QueueId(u32::from(queue)), QueueOffset(u64::from(offset)), limit, &|_| true)
+                    .get(
+                        "M",
+                        QueueId(u32::from(queue)),
+                        QueueOffset(u64::from(offset)),
+                        limit,
+                        &|_| true,
+                    )
                     .await
                     .expect("get");
                 assert_eq!(g.max_offset.0, q.len() as u64);
                 let o = usize::from(offset);
                 if q.is_empty() {
-                    assert!(matches!(g.status, GetStatus::NoMatchedLogicQueue | GetStatus::NoMessageInQueue));
+                    assert!(matches!(
+                        g.status,
+                        GetStatus::NoMatchedLogicQueue | GetStatus::NoMessageInQueue
+                    ));
                 } else if o == q.len() {
                     assert_eq!(g.status, GetStatus::OffsetOverflowOne);
                 } else if o > q.len() {
@@ -117,7 +151,10 @@ async fn run_ops(ops: Vec<Op>) {
         }
     }
     for (queue, q) in &model {
-        assert_eq!(store.max_offset("M", QueueId(u32::from(*queue))).0, q.len() as u64);
+        assert_eq!(
+            store.max_offset("M", QueueId(u32::from(*queue))).0,
+            q.len() as u64
+        );
     }
 }
 

@@ -78,6 +78,14 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A markdown comparison table of saved JSON reports (e.g. Petrel and a peer broker).
+    Summarize {
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Overlays the latency distributions of saved JSON reports in one SVG.
     Plot {
         /// loadgen JSON reports.
@@ -226,6 +234,7 @@ fn main() -> Result<()> {
             out,
         }) => run_floor(&dir, disk_samples, loopback_samples, out),
         Some(Command::Plot { inputs, out, title }) => run_plot(&inputs, &out, &title),
+        Some(Command::Summarize { inputs, out }) => run_summarize(&inputs, out.as_deref()),
     }
 }
 
@@ -399,6 +408,33 @@ fn run_floor(
         bench_results_dir().join(format!("loadgen-{}-floor", report::utc_stamp()))
     });
     finish(&report, &dir)
+}
+
+fn read_reports(inputs: &[PathBuf]) -> Result<Vec<(String, SavedReport)>> {
+    let mut reports = Vec::new();
+    for p in inputs {
+        let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
+        let r: SavedReport =
+            serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))?;
+        let name = p
+            .parent()
+            .and_then(Path::file_name)
+            .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+        reports.push((name, r));
+    }
+    Ok(reports)
+}
+
+fn run_summarize(inputs: &[PathBuf], out: Option<&Path>) -> Result<()> {
+    let text = report::summarize(&read_reports(inputs)?);
+    match out {
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("write {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
 }
 
 fn run_plot(inputs: &[PathBuf], out: &Path, title: &str) -> Result<()> {

@@ -556,12 +556,23 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// The parts of a saved report the `plot` command reads back (any loadgen JSON report).
+/// The parts of a saved report the `plot` and `summarize` commands read back.
 #[derive(Deserialize)]
 pub struct SavedReport {
     pub title: String,
     #[serde(default)]
+    pub broker: Option<SavedBroker>,
+    #[serde(default)]
     pub runs: Vec<SavedRun>,
+    #[serde(default)]
+    pub sweeps: Vec<SavedSweep>,
+    #[serde(default)]
+    pub floor: Option<SavedFloor>,
+}
+
+#[derive(Deserialize)]
+pub struct SavedBroker {
+    pub name: String,
 }
 
 #[derive(Deserialize)]
@@ -574,6 +585,96 @@ pub struct SavedRun {
 #[derive(Deserialize)]
 pub struct SavedProduce {
     pub latency: LatencySummary,
+    #[serde(default)]
+    pub offered_msgs_per_s: f64,
+    #[serde(default)]
+    pub achieved_msgs_per_s: f64,
+    #[serde(default)]
+    pub share_under_1ms: f64,
+    #[serde(default)]
+    pub errors: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Deserialize)]
+pub struct SavedSweep {
+    pub label: String,
+    pub max_unsaturated_msgs_per_s: f64,
+    pub max_achieved_msgs_per_s: f64,
+    pub stop_reason: String,
+    #[serde(default)]
+    pub steps: Vec<SavedProduce>,
+}
+
+#[derive(Deserialize)]
+pub struct SavedFloor {
+    pub disk: Option<LatencySummary>,
+    pub loopback: LatencySummary,
+}
+
+/// A markdown comparison of saved reports: every run (same offered rate side by side when
+/// the inputs were made with the same settings), every sweep's maximum, and the floors.
+pub fn summarize(reports: &[(String, SavedReport)]) -> String {
+    let mut m = String::new();
+    let _ = writeln!(m, "| broker | report | run | flush | offered msg/s | achieved msg/s | p50 µs | p99 µs | p99.9 µs | max µs | <1 ms | errors |");
+    let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (file, r) in reports {
+        let broker = r.broker.as_ref().map_or("?", |b| b.name.as_str());
+        for run in &r.runs {
+            let p = &run.produce;
+            let _ = writeln!(
+                m,
+                "| {broker} | {file} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {:.3}% | {} |",
+                run.name,
+                run.flush_mode,
+                p.offered_msgs_per_s,
+                p.achieved_msgs_per_s,
+                us(p.latency.p50_us),
+                us(p.latency.p99_us),
+                us(p.latency.p99_9_us),
+                us(p.latency.max_us),
+                p.share_under_1ms * 100.0,
+                errors_text(&p.errors)
+            );
+        }
+        for s in &r.sweeps {
+            for p in &s.steps {
+                let _ = writeln!(
+                    m,
+                    "| {broker} | {file} | sweep step | {} | {:.0} | {:.0} | {} | {} | {} | {} | {:.3}% | {} |",
+                    s.label,
+                    p.offered_msgs_per_s,
+                    p.achieved_msgs_per_s,
+                    us(p.latency.p50_us),
+                    us(p.latency.p99_us),
+                    us(p.latency.p99_9_us),
+                    us(p.latency.max_us),
+                    p.share_under_1ms * 100.0,
+                    errors_text(&p.errors)
+                );
+            }
+        }
+    }
+    let _ = writeln!(m, "\n| broker | sweep | max achieved before saturation, msg/s | max achieved in any step, msg/s | stopped |");
+    let _ = writeln!(m, "|---|---|---|---|---|");
+    for (_, r) in reports {
+        let broker = r.broker.as_ref().map_or("?", |b| b.name.as_str());
+        for s in &r.sweeps {
+            let _ = writeln!(
+                m,
+                "| {broker} | {} | {:.0} | {:.0} | {} |",
+                s.label, s.max_unsaturated_msgs_per_s, s.max_achieved_msgs_per_s, s.stop_reason
+            );
+        }
+    }
+    let _ = writeln!(m, "\n| report | disk floor p50 / p99 µs | loopback floor p50 / p99 µs |");
+    let _ = writeln!(m, "|---|---|---|");
+    for (file, r) in reports {
+        if let Some(f) = &r.floor {
+            let disk = f.disk.as_ref().map_or("–".to_string(), |d| format!("{} / {}", us(d.p50_us), us(d.p99_us)));
+            let _ = writeln!(m, "| {file} | {disk} | {} / {} |", us(f.loopback.p50_us), us(f.loopback.p99_us));
+        }
+    }
+    m
 }
 
 #[cfg(test)]

@@ -179,7 +179,7 @@ fn run_in(
             factor: 1.6,
             steps_max: if opts.quick { 4 } else { 9 },
             saturation_ratio: 0.9,
-            p99_limit: Duration::from_millis(50),
+            p99_limit: Duration::from_millis(250),
         };
         eprintln!("loadgen: ASYNC_FLUSH sweep");
         let sweep = sweep::run("petrel ASYNC_FLUSH", &sweep_cfg, &targets, print_run_line)?;

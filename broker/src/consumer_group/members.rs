@@ -57,6 +57,16 @@ pub struct ConsumerGroupInfo {
     pub channels: BTreeMap<u64, ClientChannel>,
 }
 
+/// A copy of one consumer group's state (no borrow kept).
+pub struct ConsumerGroupSnapshot {
+    pub consume_type: String,
+    pub message_model: MessageModel,
+    pub consume_from_where: String,
+    pub subscriptions: Vec<SubscriptionData>,
+    /// (client id, connection) of each live member.
+    pub members: Vec<(String, Rc<ConnectionCtx>)>,
+}
+
 /// A heartbeat's view of one consumer group.
 pub struct ConsumerRegistration {
     pub group: String,
@@ -279,6 +289,25 @@ impl ClientTable {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// A copy of what this shard knows about a consumer group (GET_CONSUMER_CONNECTION_LIST):
+    /// its settings, subscriptions and the members whose connection is still open.
+    pub fn consumer_group_snapshot(&self, group: &str) -> Option<ConsumerGroupSnapshot> {
+        let consumers = self.consumers.borrow();
+        let info = consumers.get(group)?;
+        Some(ConsumerGroupSnapshot {
+            consume_type: info.consume_type.clone(),
+            message_model: info.message_model,
+            consume_from_where: info.consume_from_where.clone(),
+            subscriptions: info.subscriptions.values().cloned().collect(),
+            members: info
+                .channels
+                .values()
+                .filter_map(|ch| Some((ch.client_id.clone(), ch.conn.upgrade()?)))
+                .filter(|(_, conn)| !conn.is_closed())
+                .collect(),
+        })
     }
 
     /// The group's subscription to `topic`, if it registered one.

@@ -122,6 +122,19 @@ impl ConsumerOffsetTable {
             .collect()
     }
 
+    /// Topics on which `group` has committed offsets, sorted.
+    pub fn topics_of_group(&self, group: &str) -> Vec<String> {
+        let suffix = format!("@{group}");
+        let mut topics: Vec<String> = self
+            .table
+            .borrow()
+            .keys()
+            .filter_map(|k| k.strip_suffix(&suffix).map(str::to_string))
+            .collect();
+        topics.sort();
+        topics
+    }
+
     pub fn is_dirty(&self) -> bool {
         self.is_dirty.get()
     }

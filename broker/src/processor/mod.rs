@@ -11,6 +11,7 @@ pub mod end_transaction;
 pub mod pull;
 pub mod query;
 pub mod send;
+pub mod stats;
 
 use std::rc::Rc;
 use std::str::FromStr;
@@ -29,6 +30,7 @@ pub async fn dispatch(
     let opaque = req.opaque;
     let is_oneway = req.is_oneway();
     let code = req.code;
+    let started = std::time::Instant::now();
     let result = match code {
         RequestCode::SEND_MESSAGE
         | RequestCode::SEND_MESSAGE_V2
@@ -61,8 +63,17 @@ pub async fn dispatch(
         RequestCode::GET_ALL_CONSUMER_OFFSET => admin::get_all_consumer_offset(shard, &req),
         RequestCode::QUERY_MESSAGE => query::query_message(shard, &req).await,
         RequestCode::VIEW_MESSAGE_BY_ID => query::view_message_by_id(shard, &req).await,
+        RequestCode::GET_BROKER_RUNTIME_INFO => stats::get_broker_runtime_info(shard, &req),
+        RequestCode::GET_TOPIC_STATS_INFO => stats::get_topic_stats_info(shard, &req).await,
+        RequestCode::GET_CONSUMER_CONNECTION_LIST => {
+            stats::get_consumer_connection_list(shard, &req)
+        }
+        RequestCode::GET_CONSUME_STATS => stats::get_consume_stats(shard, &req).await,
         _ => Err(BrokerError::RequestCodeNotSupported { code }),
     };
+    shard
+        .metrics()
+        .observe(code, &req, &result, started.elapsed());
     if is_oneway {
         if let Err(e) = result {
             log::debug!("shard {}: oneway request {code} failed: {e}", shard.id());

@@ -6,8 +6,8 @@
 //! auto-created from the `defaultTopic` template), write permission, queue id; then retry/DLQ
 //! routing for `%RETRY%` topics; then delay levels (a message with `DELAY` > 0 is parked in
 //! `SCHEDULE_TOPIC_XXXX`, `schedule.rs`) or, for a transactional half message, its parking in
-//! `RMQ_SYS_TRANS_HALF_TOPIC` (`transaction.rs`); then the store. Under SYNC_FLUSH the answer waits for
-//! the record's durability ticket unless the message says `WAIT=false`.
+//! `RMQ_SYS_TRANS_HALF_TOPIC` (`transaction.rs`); then the store. Under SYNC_FLUSH the answer
+//! waits for the record's durability ticket unless the message says `WAIT=false`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;

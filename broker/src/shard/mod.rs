@@ -71,6 +71,8 @@ pub struct Shard {
     is_stopping: Cell<bool>,
     /// One metadata write at a time (housekeeping and shutdown both persist).
     persist_gate: glommio::sync::Semaphore,
+    /// Request counters for GET_BROKER_RUNTIME_INFO and the metrics endpoint.
+    metrics: crate::metrics::ShardMetrics,
 }
 
 impl Shard {
@@ -118,6 +120,7 @@ impl Shard {
             next_opaque: Cell::new(1),
             is_stopping: Cell::new(false),
             persist_gate: glommio::sync::Semaphore::new(1),
+            metrics: crate::metrics::ShardMetrics::new(),
         });
         shard.topics.persist().await?;
         glommio::spawn_local(housekeeping(Rc::downgrade(&shard))).detach();
@@ -247,6 +250,10 @@ impl Shard {
 
     pub fn transactions(&self) -> &TransactionService {
         &self.transactions
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::ShardMetrics {
+        &self.metrics
     }
 
     /// Opaque for a server-initiated request (NOTIFY_CONSUMER_IDS_CHANGED, CHECK_TRANSACTION_STATE).

@@ -369,6 +369,19 @@ impl Petrel {
         self.wait_ready(Duration::from_secs(60))
     }
 
+    /// Prints the last 20 kB of the broker's logs to stderr.
+    pub fn print_log_tail(&self) {
+        let logs = self.all_logs();
+        let mut cut = logs.len().saturating_sub(20_000);
+        while !logs.is_char_boundary(cut) {
+            cut += 1;
+        }
+        eprintln!(
+            "==== petrel log (tail) ====\n{}\n==== end of petrel log ====",
+            &logs[cut..]
+        );
+    }
+
     /// The whole log of every start of this broker (for failure messages).
     pub fn all_logs(&self) -> String {
         let mut out = String::new();
@@ -382,6 +395,15 @@ impl Petrel {
     }
 }
 
+/// Returns the scenario's result, printing the broker's log first when it failed (a test
+/// that returns `Err` does not panic, so `Drop` cannot tell).
+pub fn finish<T>(broker: &Petrel, r: Result<T>) -> Result<T> {
+    if r.is_err() && std::env::var_os("COMPAT_SHOW_LOG").is_none() {
+        broker.print_log_tail();
+    }
+    r
+}
+
 impl Drop for Petrel {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -389,13 +411,7 @@ impl Drop for Petrel {
             let _ = child.wait();
         }
         if std::thread::panicking() || std::env::var_os("COMPAT_SHOW_LOG").is_some() {
-            let logs = self.all_logs();
-            let tail = if logs.len() > 20_000 {
-                &logs[logs.len() - 20_000..]
-            } else {
-                &logs[..]
-            };
-            eprintln!("==== petrel log (tail) ====\n{tail}\n==== end of petrel log ====");
+            self.print_log_tail();
         }
         if std::env::var_os("COMPAT_KEEP_STORE").is_some() {
             let path = std::mem::replace(&mut self.dir, tempfile::TempDir::new().expect("tmp"));

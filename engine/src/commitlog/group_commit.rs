@@ -34,14 +34,22 @@ pub struct DurabilityTicket {
 
 impl std::fmt::Debug for DurabilityTicket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DurabilityTicket").field("target", &self.target).finish()
+        f.debug_struct("DurabilityTicket")
+            .field("target", &self.target)
+            .finish()
     }
 }
 
 impl DurabilityTicket {
     #[allow(clippy::disallowed_methods)]
     pub(crate) fn new(log: Rc<CommitLog>, target: u64) -> Self {
-        Self { log, target, issued: Instant::now(), timer: None, is_registered: false }
+        Self {
+            log,
+            target,
+            issued: Instant::now(),
+            timer: None,
+            is_registered: false,
+        }
     }
 
     /// The commitlog offset this ticket waits for (end of its record or batch).
@@ -92,7 +100,7 @@ impl Future for DurabilityTicket {
 }
 
 /// The segment file for `base`, creating it if no background task is doing so.
-async fn segment_file(log: &Rc<CommitLog>, base: u64) -> Result<Rc<Segment>, IoError> {
+pub(crate) async fn segment_file(log: &Rc<CommitLog>, base: u64) -> Result<Rc<Segment>, IoError> {
     loop {
         let preparing = {
             let st = log.state.borrow();
@@ -109,7 +117,8 @@ async fn segment_file(log: &Rc<CommitLog>, base: u64) -> Result<Rc<Segment>, IoE
             }
             continue;
         }
-        let seg = segment::create(&*log.disk, &log.cfg.dir, base, log.cfg.segment_size_bytes).await?;
+        let seg =
+            segment::create(&*log.disk, &log.cfg.dir, base, log.cfg.segment_size_bytes).await?;
         let seg = Rc::new(seg);
         log.state.borrow_mut().segments.insert(base, seg.clone());
         return Ok(seg);

@@ -25,7 +25,7 @@ use std::task::Waker;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use group_commit::DurabilityTicket;
-pub(crate) use group_commit::run_flusher;
+pub(crate) use group_commit::{run_flusher, segment_file};
 pub(crate) use segment::Segment;
 use tail_cache::TailCache;
 
@@ -68,7 +68,12 @@ impl PendingBuf {
     fn new(seg_base: u64, file_pos: u64, carried: &[u8]) -> Self {
         let mut buf = BytesMut::with_capacity(PENDING_CAPACITY_BYTES.max(carried.len()));
         buf.put_slice(carried);
-        Self { seg_base, file_pos, carried: carried.len(), buf }
+        Self {
+            seg_base,
+            file_pos,
+            carried: carried.len(),
+            buf,
+        }
     }
     fn start(&self) -> u64 {
         self.seg_base + self.file_pos
@@ -256,7 +261,9 @@ impl CommitLog {
         let mut st = self.state.borrow_mut();
         let mut batches = Vec::new();
         while st.pending.len() > 1 {
-            let Some(p) = st.pending.pop_front() else { break };
+            let Some(p) = st.pending.pop_front() else {
+                break;
+            };
             let new_bytes = p.buf.len() - p.carried;
             let end_offset = p.seg_base + self.cfg.segment_size_bytes;
             let start = p.start();
@@ -270,7 +277,9 @@ impl CommitLog {
                 end_offset,
             });
         }
-        let Some(active) = st.pending.back_mut() else { return batches };
+        let Some(active) = st.pending.back_mut() else {
+            return batches;
+        };
         if !active.has_new_bytes() {
             return batches;
         }
@@ -284,14 +293,21 @@ impl CommitLog {
         *active = PendingBuf::new(seg_base, end_pos - keep as u64, carried);
         let start = seg_base + file_pos;
         st.tail.push(start, bytes.clone());
-        batches.push(FlushBatch { seg_base, file_pos, bytes, new_bytes, end_offset: start + end_pos - file_pos });
+        batches.push(FlushBatch {
+            seg_base,
+            file_pos,
+            bytes,
+            new_bytes,
+            end_offset: start + end_pos - file_pos,
+        });
         batches
     }
 
     /// The flusher wrote batches up to `end` (and released `new_bytes` from the bound).
     pub(crate) fn written_up_to(&self, end: u64, new_bytes: usize) {
         self.written.set(end);
-        self.buffered_bytes.set(self.buffered_bytes.get().saturating_sub(new_bytes));
+        self.buffered_bytes
+            .set(self.buffered_bytes.get().saturating_sub(new_bytes));
         let mut st = self.state.borrow_mut();
         st.tail.evict(self.cfg.tail_cache_bytes_max, end);
     }
@@ -324,7 +340,11 @@ impl CommitLog {
     /// Reads the whole record at `offset`. `size` is known from a consume-queue entry, or
     /// read from the record header when None. Served from pending bytes, the tail cache, or
     /// an aligned DMA read of the segment file.
-    pub(crate) async fn read_record(&self, offset: u64, size: Option<u32>) -> Result<Bytes, GetError> {
+    pub(crate) async fn read_record(
+        &self,
+        offset: u64,
+        size: Option<u32>,
+    ) -> Result<Bytes, GetError> {
         let not_available = GetError::OffsetNotAvailable { offset };
         let segment = {
             let st = self.state.borrow();
@@ -352,22 +372,35 @@ impl CommitLog {
             if offset >= self.written.get() {
                 return Err(not_available);
             }
-            st.segments.get(&self.segment_base_of(offset)).cloned().ok_or(not_available)?
+            st.segments
+                .get(&self.segment_base_of(offset))
+                .cloned()
+                .ok_or(not_available)?
         };
         let pos = offset - segment.base;
         let seg_left = (self.cfg.segment_size_bytes - pos) as usize;
         let first_len = match size {
             Some(s) => s as usize,
-            None => ((PAGE_SIZE_BYTES - pos % PAGE_SIZE_BYTES) as usize).max(512).min(seg_left),
+            None => ((PAGE_SIZE_BYTES - pos % PAGE_SIZE_BYTES) as usize)
+                .max(512)
+                .min(seg_left),
         };
         let mut buf = segment.file.read_at(pos, first_len).await?;
         if size.is_none() {
             let want = match peek_header(&buf) {
                 Peek::Record { size } => size as usize,
-                _ => return Err(GetError::InvalidRecord { offset, reason: record::DecodeError::BadMagic }),
+                _ => {
+                    return Err(GetError::InvalidRecord {
+                        offset,
+                        reason: record::DecodeError::BadMagic,
+                    })
+                }
             };
             if want > seg_left {
-                return Err(GetError::InvalidRecord { offset, reason: record::DecodeError::SizeMismatch });
+                return Err(GetError::InvalidRecord {
+                    offset,
+                    reason: record::DecodeError::SizeMismatch,
+                });
             }
             if want > buf.len() {
                 buf = segment.file.read_at(pos, want).await?;

@@ -50,7 +50,10 @@ mod tests {
 
     #[test]
     fn names_are_twenty_digits() {
-        assert_eq!(numbered_path(Path::new("d"), 1 << 30), Path::new("d/00000000001073741824"));
+        assert_eq!(
+            numbered_path(Path::new("d"), 1 << 30),
+            Path::new("d/00000000001073741824")
+        );
         assert_eq!(parse_name("00000000001073741824"), Some(1 << 30));
         assert_eq!(parse_name("0000000000107374182"), None);
         assert_eq!(parse_name("0000000000107374182x"), None);

@@ -19,7 +19,11 @@ pub struct CqEntry {
 
 impl CqEntry {
     /// The blank entry Java writes before a queue that starts mid-file: `(0, i32::MAX, 0)`.
-    pub const BLANK: CqEntry = CqEntry { commit_log_offset: 0, size: i32::MAX as u32, tags_code: 0 };
+    pub const BLANK: CqEntry = CqEntry {
+        commit_log_offset: 0,
+        size: i32::MAX as u32,
+        tags_code: 0,
+    };
 
     /// The 20 bytes of this entry.
     pub fn encode(&self) -> [u8; CQ_ENTRY_SIZE_BYTES] {
@@ -52,7 +56,11 @@ mod tests {
 
     #[test]
     fn cq_entry_golden_bytes() {
-        let e = CqEntry { commit_log_offset: 0x0102_0304_0506_0708, size: 300, tags_code: -2 };
+        let e = CqEntry {
+            commit_log_offset: 0x0102_0304_0506_0708,
+            size: 300,
+            tags_code: -2,
+        };
         let golden: [u8; 20] = [
             0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, // commit_log_offset
             0x00, 0x00, 0x01, 0x2C, // size 300

@@ -91,7 +91,9 @@ pub(crate) struct QueueTable {
 
 impl QueueTable {
     pub(crate) fn new() -> Self {
-        Self { topics: HashMap::new() }
+        Self {
+            topics: HashMap::new(),
+        }
     }
 
     pub(crate) fn get(&self, topic: &str, queue_id: u32) -> Option<&ConsumeQueue> {
@@ -110,7 +112,8 @@ impl QueueTable {
 
     /// Next queue offset to assign in (topic, queue_id).
     pub(crate) fn next_offset(&self, topic: &str, queue_id: u32) -> u64 {
-        self.get(topic, queue_id).map_or(0, ConsumeQueue::max_offset)
+        self.get(topic, queue_id)
+            .map_or(0, ConsumeQueue::max_offset)
     }
 
     pub(crate) fn queue_dir(dir: &Path, topic: &str, queue_id: u32) -> PathBuf {
@@ -118,7 +121,11 @@ impl QueueTable {
     }
 
     pub(crate) fn total_entries(&self) -> usize {
-        self.topics.values().flat_map(|t| t.values()).map(|q| q.entries.len()).sum()
+        self.topics
+            .values()
+            .flat_map(|t| t.values())
+            .map(|q| q.entries.len())
+            .sum()
     }
 }
 
@@ -127,7 +134,11 @@ mod tests {
     use super::*;
 
     fn e(o: u64) -> CqEntry {
-        CqEntry { commit_log_offset: o, size: 10, tags_code: 0 }
+        CqEntry {
+            commit_log_offset: o,
+            size: 10,
+            tags_code: 0,
+        }
     }
 
     #[test]

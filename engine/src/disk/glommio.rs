@@ -14,7 +14,7 @@ use crate::config::PAGE_SIZE_BYTES;
 use crate::error::IoError;
 
 /// Largest single write when zero-filling (keeps DMA buffers modest).
-const ZERO_FILL_CHUNK_BYTES: u64 = 1 << 20;
+const ZERO_FILL_CHUNK_BYTES: u64 = 4 << 20;
 
 /// The production disk: glommio DmaFile (O_DIRECT).
 #[derive(Debug, Default)]
@@ -32,7 +32,9 @@ impl GlommioDisk {
             .await
             .map_err(|e| IoError::new("open_probe", &probe, 0, e.into()))?;
         let _ = f.read_at(0, 512).await;
-        f.close().await.map_err(|e| IoError::new("close_probe", &probe, 0, e.into()))?;
+        f.close()
+            .await
+            .map_err(|e| IoError::new("close_probe", &probe, 0, e.into()))?;
         Ok(Self)
     }
 }
@@ -64,7 +66,10 @@ impl GlommioFile {
             .await
             .map_err(|e| IoError::new("write", &self.path, pos, e.into()))?;
         if n != len {
-            let e = io::Error::new(io::ErrorKind::WriteZero, format!("short write {n} of {len}"));
+            let e = io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write {n} of {len}"),
+            );
             return Err(IoError::new("write", &self.path, pos, e));
         }
         Ok(())
@@ -93,13 +98,19 @@ impl DiskFile for GlommioFile {
 
     fn sync(&self) -> LocalBoxFuture<'_, Result<(), IoError>> {
         Box::pin(async move {
-            self.file.fdatasync().await.map_err(|e| IoError::new("fdatasync", &self.path, 0, e.into()))
+            self.file
+                .fdatasync()
+                .await
+                .map_err(|e| IoError::new("fdatasync", &self.path, 0, e.into()))
         })
     }
 
     fn size(&self) -> LocalBoxFuture<'_, Result<u64, IoError>> {
         Box::pin(async move {
-            self.file.file_size().await.map_err(|e| IoError::new("stat", &self.path, 0, e.into()))
+            self.file
+                .file_size()
+                .await
+                .map_err(|e| IoError::new("stat", &self.path, 0, e.into()))
         })
     }
 
@@ -118,11 +129,15 @@ impl DiskFile for GlommioFile {
                 let mut pos = 0;
                 while pos < size {
                     let n = (size - pos).min(ZERO_FILL_CHUNK_BYTES) as usize;
-                    self.write_padded(pos, zeros.get(..n).unwrap_or_default()).await?;
+                    self.write_padded(pos, zeros.get(..n).unwrap_or_default())
+                        .await?;
                     pos += n as u64;
                 }
             }
-            self.file.fdatasync().await.map_err(|e| IoError::new("fdatasync", &self.path, 0, e.into()))
+            self.file
+                .fdatasync()
+                .await
+                .map_err(|e| IoError::new("fdatasync", &self.path, 0, e.into()))
         })
     }
 
@@ -146,7 +161,10 @@ impl Disk for GlommioDisk {
                 .dma_open(path)
                 .await
                 .map_err(|e| IoError::new("open", path, 0, e.into()))?;
-            Ok(Rc::new(GlommioFile { file, path: path.to_path_buf() }) as Rc<dyn DiskFile>)
+            Ok(Rc::new(GlommioFile {
+                file,
+                path: path.to_path_buf(),
+            }) as Rc<dyn DiskFile>)
         })
     }
 
@@ -199,7 +217,8 @@ impl Disk for GlommioDisk {
         let m = std::fs::metadata(path)
             .and_then(|m| m.modified())
             .map_err(|e| IoError::new("stat", path, 0, e))?;
-        Ok(m.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
+        Ok(m.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64))
     }
 
     fn exists(&self, path: &Path) -> bool {

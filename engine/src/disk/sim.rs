@@ -89,7 +89,10 @@ impl SimDisk {
     pub fn new(capacity_bytes: u64, clock: Rc<dyn Clock>) -> Self {
         Self {
             inner: Rc::new(SimInner {
-                state: RefCell::new(SimState { files: HashMap::new(), dirs: BTreeSet::new() }),
+                state: RefCell::new(SimState {
+                    files: HashMap::new(),
+                    dirs: BTreeSet::new(),
+                }),
                 generation: Cell::new(0),
                 capacity_bytes: Cell::new(capacity_bytes),
                 extra_used_bytes: Cell::new(0),
@@ -123,7 +126,9 @@ impl SimDisk {
         let mut paths: Vec<&PathBuf> = state.files.keys().collect();
         paths.sort();
         for p in paths {
-            let Some(f) = state.files.get(p) else { continue };
+            let Some(f) = state.files.get(p) else {
+                continue;
+            };
             let mut f = f.borrow_mut();
             let f = &mut *f;
             let dirty = std::mem::take(&mut f.dirty);
@@ -200,7 +205,12 @@ struct SimFile {
 impl SimFile {
     fn check_alive(&self, op: &'static str, pos: u64) -> Result<(), IoError> {
         if self.disk.generation.get() != self.generation {
-            return Err(IoError::new(op, &self.path, pos, eio("crash: handle is dead")));
+            return Err(IoError::new(
+                op,
+                &self.path,
+                pos,
+                eio("crash: handle is dead"),
+            ));
         }
         Ok(())
     }
@@ -225,7 +235,9 @@ impl DiskFile for SimFile {
                 return Err(IoError::new("write", &self.path, pos, e));
             }
             if self.disk.write_failures.get() > 0 {
-                self.disk.write_failures.set(self.disk.write_failures.get() - 1);
+                self.disk
+                    .write_failures
+                    .set(self.disk.write_failures.get() - 1);
                 return Err(IoError::new("write", &self.path, pos, eio("write failure")));
             }
             let len = data.len().div_ceil(SECTOR) * SECTOR;
@@ -263,8 +275,15 @@ impl DiskFile for SimFile {
             futures_lite::future::yield_now().await;
             self.check_alive("fdatasync", 0)?;
             if self.disk.sync_failures.get() > 0 {
-                self.disk.sync_failures.set(self.disk.sync_failures.get() - 1);
-                return Err(IoError::new("fdatasync", &self.path, 0, eio("fdatasync failure")));
+                self.disk
+                    .sync_failures
+                    .set(self.disk.sync_failures.get() - 1);
+                return Err(IoError::new(
+                    "fdatasync",
+                    &self.path,
+                    0,
+                    eio("fdatasync failure"),
+                ));
             }
             let mut f = self.data.borrow_mut();
             let f = &mut *f;
@@ -334,7 +353,12 @@ impl Disk for SimDisk {
     fn remove(&self, path: &Path) -> Result<(), IoError> {
         match self.inner.state.borrow_mut().files.remove(path) {
             Some(_) => Ok(()),
-            None => Err(IoError::new("remove", path, 0, io::Error::from(io::ErrorKind::NotFound))),
+            None => Err(IoError::new(
+                "remove",
+                path,
+                0,
+                io::Error::from(io::ErrorKind::NotFound),
+            )),
         }
     }
 
@@ -369,11 +393,19 @@ impl Disk for SimDisk {
 
     fn space(&self, _path: &Path) -> Result<DiskSpace, IoError> {
         let state = self.inner.state.borrow();
-        let used: u64 = state.files.values().map(|f| f.borrow().volatile.len() as u64).sum();
+        let used: u64 = state
+            .files
+            .values()
+            .map(|f| f.borrow().volatile.len() as u64)
+            .sum();
         let used = used + self.inner.extra_used_bytes.get();
         let total = self.inner.capacity_bytes.get();
         let free = total.saturating_sub(used);
-        Ok(DiskSpace { total_bytes: total, free_bytes: free, available_bytes: free })
+        Ok(DiskSpace {
+            total_bytes: total,
+            free_bytes: free,
+            available_bytes: free,
+        })
     }
 
     fn modified_ms(&self, path: &Path) -> Result<i64, IoError> {

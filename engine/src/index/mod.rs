@@ -98,7 +98,11 @@ impl Index {
     ) -> usize {
         let mut n = 0;
         for k in record_keys(props) {
-            let e = IndexEntry { key_hash: key_hash(topic, k), commit_log_offset, store_timestamp_ms };
+            let e = IndexEntry {
+                key_hash: key_hash(topic, k),
+                commit_log_offset,
+                store_timestamp_ms,
+            };
             self.add(segment_base, e);
             n += 1;
         }
@@ -106,9 +110,17 @@ impl Index {
     }
 
     /// Candidate offsets for `topic#key` stored within [begin_ms, end_ms], newest first.
-    pub(crate) fn candidates(&self, topic: &str, key: &str, begin_ms: i64, end_ms: i64) -> Vec<u64> {
+    pub(crate) fn candidates(
+        &self,
+        topic: &str,
+        key: &str,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Vec<u64> {
         let h = key_hash(topic, key);
-        let Some(v) = self.by_hash.get(&h) else { return Vec::new() };
+        let Some(v) = self.by_hash.get(&h) else {
+            return Vec::new();
+        };
         let mut out: Vec<u64> = v
             .iter()
             .filter(|e| e.store_timestamp_ms >= begin_ms && e.store_timestamp_ms <= end_ms)
@@ -151,7 +163,11 @@ mod tests {
 
     #[test]
     fn index_entry_round_trips_and_keys_are_found() {
-        let e = IndexEntry { key_hash: 7, commit_log_offset: 1 << 40, store_timestamp_ms: -1 };
+        let e = IndexEntry {
+            key_hash: 7,
+            commit_log_offset: 1 << 40,
+            store_timestamp_ms: -1,
+        };
         assert_eq!(IndexEntry::decode(&e.encode()), Some(e));
         let props = "KEYS\u{1}a b\u{2}UNIQ_KEY\u{1}U1\u{2}";
         assert_eq!(record_keys(props).collect::<Vec<_>>(), vec!["a", "b", "U1"]);

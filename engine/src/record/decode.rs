@@ -43,7 +43,12 @@ pub enum Peek {
 
 fn be_i32(buf: &[u8], at: usize) -> Option<i32> {
     let b = buf.get(at..at.checked_add(4)?)?;
-    Some(i32::from_be_bytes([b.first().copied()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]))
+    Some(i32::from_be_bytes([
+        b.first().copied()?,
+        *b.get(1)?,
+        *b.get(2)?,
+        *b.get(3)?,
+    ]))
 }
 
 fn be_i64(buf: &[u8], at: usize) -> Option<i64> {
@@ -106,19 +111,35 @@ pub fn decode(buf: &[u8]) -> Result<RecordView<'_>, DecodeError> {
     let buf = buf.get(..size).ok_or(DecodeError::Incomplete)?;
     let magic = be_i32(buf, 4).ok_or(DecodeError::Incomplete)?;
     let sys_flag = be_i32(buf, 36).ok_or(DecodeError::SizeMismatch)?;
-    let born_host_len = if sys_flag & SYS_FLAG_BORN_HOST_V6 != 0 { 20 } else { 8 };
-    let store_host_len = if sys_flag & SYS_FLAG_STORE_HOST_V6 != 0 { 20 } else { 8 };
+    let born_host_len = if sys_flag & SYS_FLAG_BORN_HOST_V6 != 0 {
+        20
+    } else {
+        8
+    };
+    let store_host_len = if sys_flag & SYS_FLAG_STORE_HOST_V6 != 0 {
+        20
+    } else {
+        8
+    };
     let body_len_at = 72 + born_host_len + store_host_len - 4;
     let body_len = be_i32(buf, body_len_at).ok_or(DecodeError::SizeMismatch)?;
     let body_len = usize::try_from(body_len).map_err(|_| DecodeError::SizeMismatch)?;
     let body_at = body_len_at + 4;
-    let topic_len_at = body_at.checked_add(body_len).ok_or(DecodeError::SizeMismatch)?;
+    let topic_len_at = body_at
+        .checked_add(body_len)
+        .ok_or(DecodeError::SizeMismatch)?;
     let (topic_len, topic_at) = if magic == MAGIC_V2 {
         let l = be_i16(buf, topic_len_at).ok_or(DecodeError::SizeMismatch)?;
-        (usize::try_from(l).map_err(|_| DecodeError::SizeMismatch)?, topic_len_at + 2)
+        (
+            usize::try_from(l).map_err(|_| DecodeError::SizeMismatch)?,
+            topic_len_at + 2,
+        )
     } else {
         let l = *buf.get(topic_len_at).ok_or(DecodeError::SizeMismatch)? as i8;
-        (usize::try_from(l).map_err(|_| DecodeError::SizeMismatch)?, topic_len_at + 1)
+        (
+            usize::try_from(l).map_err(|_| DecodeError::SizeMismatch)?,
+            topic_len_at + 1,
+        )
     };
     let properties_len_at = topic_at + topic_len;
     let properties_len = be_i16(buf, properties_len_at).ok_or(DecodeError::SizeMismatch)?;
@@ -127,14 +148,19 @@ pub fn decode(buf: &[u8]) -> Result<RecordView<'_>, DecodeError> {
     if properties_at + properties_len != size {
         return Err(DecodeError::SizeMismatch);
     }
-    let body = buf.get(body_at..body_at + body_len).ok_or(DecodeError::SizeMismatch)?;
+    let body = buf
+        .get(body_at..body_at + body_len)
+        .ok_or(DecodeError::SizeMismatch)?;
     let crc = be_i32(buf, 8).ok_or(DecodeError::SizeMismatch)?;
     if (crc32fast::hash(body) & 0x7FFF_FFFF) as i32 != crc {
         return Err(DecodeError::ChecksumMismatch);
     }
-    let topic = buf.get(topic_at..topic_at + topic_len).ok_or(DecodeError::SizeMismatch)?;
-    let props =
-        buf.get(properties_at..properties_at + properties_len).ok_or(DecodeError::SizeMismatch)?;
+    let topic = buf
+        .get(topic_at..topic_at + topic_len)
+        .ok_or(DecodeError::SizeMismatch)?;
+    let props = buf
+        .get(properties_at..properties_at + properties_len)
+        .ok_or(DecodeError::SizeMismatch)?;
     if std::str::from_utf8(topic).is_err() || std::str::from_utf8(props).is_err() {
         return Err(DecodeError::NotUtf8);
     }
@@ -218,11 +244,16 @@ impl<'a> RecordView<'a> {
     }
     /// BODY.
     pub fn body(&self) -> &'a [u8] {
-        self.buf.get(self.body_at..self.body_at + self.body_len).unwrap_or_default()
+        self.buf
+            .get(self.body_at..self.body_at + self.body_len)
+            .unwrap_or_default()
     }
     /// TOPIC.
     pub fn topic(&self) -> &'a str {
-        let b = self.buf.get(self.topic_at..self.topic_at + self.topic_len).unwrap_or_default();
+        let b = self
+            .buf
+            .get(self.topic_at..self.topic_at + self.topic_len)
+            .unwrap_or_default();
         std::str::from_utf8(b).unwrap_or_default()
     }
     /// PROPERTIES.

@@ -20,13 +20,20 @@ fn host_size(a: &SocketAddr) -> usize {
 /// Checks the limits that make a message unstorable (sizes), before anything is assigned.
 pub(crate) fn check(msg: &PutMessage<'_>, body_size_max: u32) -> Result<(), PutError> {
     if msg.body.len() > body_size_max as usize {
-        return Err(PutError::BodyTooLarge { size: msg.body.len(), max: body_size_max });
+        return Err(PutError::BodyTooLarge {
+            size: msg.body.len(),
+            max: body_size_max,
+        });
     }
     if msg.properties.len() > PROPERTIES_LEN_MAX {
-        return Err(PutError::PropertiesTooLong { size: msg.properties.len() });
+        return Err(PutError::PropertiesTooLong {
+            size: msg.properties.len(),
+        });
     }
     if msg.topic.is_empty() || msg.topic.len() > TOPIC_LEN_MAX {
-        return Err(PutError::TopicTooLong { size: msg.topic.len() });
+        return Err(PutError::TopicTooLong {
+            size: msg.topic.len(),
+        });
     }
     Ok(())
 }

@@ -25,7 +25,12 @@ fn v4(a: [u8; 4], port: u16) -> SocketAddr {
 
 #[test]
 fn record_golden_bytes_ipv4() {
-    let m = msg(b"hi", "TAGS\u{1}t\u{2}", v4([10, 0, 0, 1], 5000), v4([192, 168, 1, 2], 10911));
+    let m = msg(
+        b"hi",
+        "TAGS\u{1}t\u{2}",
+        v4([10, 0, 0, 1], 5000),
+        v4([192, 168, 1, 2], 10911),
+    );
     let mut buf = Vec::new();
     let size = encode(&mut buf, &m, 5, 4096, 0x0A0B_0C0D_0E0F);
     #[rustfmt::skip]
@@ -97,14 +102,22 @@ fn long_topic_uses_v2_magic() {
 
 #[test]
 fn corruption_is_detected() {
-    let m = msg(b"hello", "K\u{1}V\u{2}", v4([1, 2, 3, 4], 1), v4([1, 2, 3, 4], 2));
+    let m = msg(
+        b"hello",
+        "K\u{1}V\u{2}",
+        v4([1, 2, 3, 4], 1),
+        v4([1, 2, 3, 4], 2),
+    );
     let mut buf = Vec::new();
     encode(&mut buf, &m, 0, 0, 0);
     let body_at = BODY_LEN_OFFSET_V4 + 4;
     let mut bad = buf.clone();
     bad[body_at] ^= 0xFF;
     assert_eq!(decode(&bad).err(), Some(DecodeError::ChecksumMismatch));
-    assert_eq!(decode(&buf[..buf.len() - 1]).err(), Some(DecodeError::Incomplete));
+    assert_eq!(
+        decode(&buf[..buf.len() - 1]).err(),
+        Some(DecodeError::Incomplete)
+    );
     let mut bad = buf.clone();
     bad[3] = bad[3].wrapping_add(1);
     bad.push(0);

@@ -10,7 +10,10 @@ use engine::{PutMessage, QueueId, StoreConfig};
 pub fn tempdir() -> tempfile::TempDir {
     let base = std::env::var("PETREL_TEST_DIRECT_IO_DIR").unwrap_or_else(|_| "/var/tmp".into());
     std::fs::create_dir_all(&base).expect("create test base dir");
-    tempfile::Builder::new().prefix("petrel-engine-").tempdir_in(base).expect("tempdir")
+    tempfile::Builder::new()
+        .prefix("petrel-engine-")
+        .tempdir_in(base)
+        .expect("tempdir")
 }
 
 /// A small store config for tests.
