@@ -12,6 +12,12 @@ use anyhow::{bail, Context, Result};
 use broker::remoting::{RemotingCommand, RequestCode, ResponseCode};
 use common::{assert_success, free_port, props, Broker};
 
+/// This host's disk sits near the default 90% write limit; these tests are not about that.
+const DISK_TOLERANT: &[&str] = &[
+    "diskSpaceWarningLevelRatio=0.99",
+    "diskMaxUsedSpaceRatio=95",
+];
+
 /// Runs `petrel admin -n <namesrv> <args>`; fails unless it exits 0. Returns stdout.
 fn admin(broker: &Broker, args: &[&str]) -> Result<String> {
     let out = admin_output(broker, args)?;
@@ -68,7 +74,7 @@ fn row<'a>(table: &'a str, prefix: &[&str]) -> Option<Vec<&'a str>> {
 /// status, key and id lookups, a consumer group's progress, the cluster list, and deletion.
 #[test]
 fn admin_commands_create_inspect_and_delete_a_topic() -> Result<()> {
-    let broker = Broker::start()?;
+    let broker = Broker::start_with(DISK_TOLERANT)?;
     let topic = "AdminTopic";
 
     let out = admin(
@@ -224,7 +230,10 @@ fn metric(body: &str, series: &str) -> Result<f64> {
 #[test]
 fn metrics_endpoint_counts_sends() -> Result<()> {
     let metrics_port = free_port()?;
-    let broker = Broker::start_with(&[&format!("metricsPort={metrics_port}")])?;
+    let metrics_conf = format!("metricsPort={metrics_port}");
+    let mut conf = DISK_TOLERANT.to_vec();
+    conf.push(&metrics_conf);
+    let broker = Broker::start_with(&conf)?;
     let addr = format!("127.0.0.1:{metrics_port}");
     let (head, before) = scrape(&addr, "/metrics")?;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
