@@ -36,6 +36,8 @@ trap cleanup EXIT
 
 ip netns add "$NS"
 ip netns exec "$NS" ip link set lo up
+# Foreground helper only: a backgrounded shell function would make $! the subshell, not the
+# program, and killing it would leave the program running.
 in_ns() { ip netns exec "$NS" "$@"; }
 
 wait_port() {
@@ -108,10 +110,10 @@ haListenAddress = "127.0.0.1"
 haListenPort = $peer_ha
 EOF
     export ROCKETMQ_HOME=$home ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback
-    in_ns "$PEER_BIN/rocketmq-namesrv-rust" --bindAddress 127.0.0.1 --listenPort "$peer_ns" > "$OUT/peer-$lower-namesrv.log" 2>&1 &
+    ip netns exec "$NS" "$PEER_BIN/rocketmq-namesrv-rust" --bindAddress 127.0.0.1 --listenPort "$peer_ns" > "$OUT/peer-$lower-namesrv.log" 2>&1 &
     PIDS+=($!)
     wait_port "$peer_ns"
-    in_ns "$PEER_BIN/rocketmq-broker-rust" -c "$home/broker.toml" > "$OUT/peer-$lower-broker.log" 2>&1 &
+    ip netns exec "$NS" "$PEER_BIN/rocketmq-broker-rust" -c "$home/broker.toml" > "$OUT/peer-$lower-broker.log" 2>&1 &
     broker_pid=$!
     PIDS+=($broker_pid)
     wait_port "$peer_port"
@@ -122,7 +124,7 @@ EOF
 
     # Petrel, same settings.
     rm -rf "$STORE/petrel-$lower"
-    in_ns "$PETREL" --listen-port "$petrel_port" --namesrv-listen-port "$petrel_ns" --store-dir "$STORE/petrel-$lower" \
+    ip netns exec "$NS" "$PETREL" --listen-port "$petrel_port" --namesrv-listen-port "$petrel_ns" --store-dir "$STORE/petrel-$lower" \
         --flush-disk-type "$mode" --broker-ip1 127.0.0.1 --bind-address 127.0.0.1 \
         --set mappedFileSizeCommitLog=268435456 > "$OUT/petrel-$lower.log" 2>&1 &
     petrel_pid=$!

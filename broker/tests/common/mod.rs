@@ -99,7 +99,8 @@ impl Broker {
             "brokerClusterName=TestCluster\nbrokerName=test-broker\nbrokerIP1=127.0.0.1\n\
              listenPort={port}\nnamesrvListenPort={namesrv_port}\nstorePathRootDir={}\n\
              shards=1\nflushDiskType=SYNC_FLUSH\nmappedFileSizeCommitLog=8388608\nmaxMessageSize=1048576\n\
-             autoCreateTopicEnable=true\ndefaultTopicQueueNums=8\n",
+             autoCreateTopicEnable=true\ndefaultTopicQueueNums=8\n\
+             diskMaxUsedSpaceRatio=95\ndiskSpaceWarningLevelRatio=0.99\nbindAddress=127.0.0.1\n",
             store_dir.display()
         );
         for line in extra_conf {

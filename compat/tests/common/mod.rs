@@ -185,7 +185,7 @@ impl Petrel {
         let bin = petrel_bin()?;
         let base = store_base_dir()?;
         let dir = tempfile::Builder::new()
-            .prefix("petrel-compat-")
+            .prefix("compat-petrel-")
             .tempdir_in(&base)
             .with_context(|| format!("creating a temp dir under {}", base.display()))?;
         let namesrv_port = free_port_block(1)?;
