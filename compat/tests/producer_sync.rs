@@ -18,7 +18,9 @@ fn producer_sync_send_is_acknowledged_and_readable() -> Result<()> {
     let sent = bodies("sync", 0..24);
     let r = ClientEnv::new("sync")?.run(Duration::from_secs(120), |rt| async move {
         let mut p = producer(&rt, &ns, &unique("CompatSyncProducer"));
-        p.start().await.map_err(|e| anyhow::anyhow!("producer start: {e}"))?;
+        p.start()
+            .await
+            .map_err(|e| anyhow::anyhow!("producer start: {e}"))?;
         let results = send_sync_all(&p, &topic, "TagSync", &sent).await;
         p.shutdown().await;
         let results = results?;
@@ -30,32 +32,42 @@ fn producer_sync_send_is_acknowledged_and_readable() -> Result<()> {
         }
         for (q, offs) in &per_queue {
             let expect: Vec<u64> = (0..offs.len() as u64).collect();
-            ensure!(offs == &expect, "queue {q:?}: offsets {offs:?}, expected {expect:?}");
+            ensure!(
+                offs == &expect,
+                "queue {q:?}: offsets {offs:?}, expected {expect:?}"
+            );
         }
         // The auto-created topic must be spread over every shard: the nameserver's route
         // lists them all. (Which shards these 24 sends hit depends on the client's route
         // refresh: it reads the route 10 ms after start and then every 30 s, so it may have
         // seen the topic on the first shard only.)
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let names = route_brokers(&ns, &topic)?.unwrap_or_default();
-            let all = (0..SHARDS).all(|i| names.contains(&format!("{BROKER_NAME}_{i}")));
-            if all {
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!("the route of the auto-created topic {topic} lists {names:?}, not all {SHARDS} shards");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_route_all_shards(&ns, &topic, Duration::from_secs(5))
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("an auto-created topic must be spread over every shard: {e}")
+            })?;
         let brokers: BTreeSet<&String> = per_queue.keys().map(|(b, _)| b).collect();
         eprintln!("the sends went to {brokers:?}");
 
-        let got = read_back(&rt, &ns, &topic, "*", &sent, Duration::from_secs(60), Duration::from_secs(1)).await?;
+        let got = read_back(
+            &rt,
+            &ns,
+            &topic,
+            "*",
+            &sent,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        )
+        .await?;
         assert_same_bodies(&got, &sent, false)?;
         for r in &got {
             ensure!(r.topic == topic, "topic {} != {topic}", r.topic);
-            ensure!(r.tags.as_deref() == Some("TagSync"), "tag {:?} on {}", r.tags, r.body);
+            ensure!(
+                r.tags.as_deref() == Some("TagSync"),
+                "tag {:?} on {}",
+                r.tags,
+                r.body
+            );
             ensure!(!r.msg_id.is_empty(), "empty msgId on {}", r.body);
             let Some((_, _, q, off)) = results.iter().find(|(b, ..)| *b == r.body) else {
                 bail!("no send result for {}", r.body)
@@ -64,7 +76,9 @@ fn producer_sync_send_is_acknowledged_and_readable() -> Result<()> {
             ensure!(
                 r.reconsume_times > 0 || (r.queue_id == *q && r.queue_offset == *off as i64),
                 "{}: consumed at queue {} offset {}, but the send said queue {q} offset {off}",
-                r.body, r.queue_id, r.queue_offset
+                r.body,
+                r.queue_id,
+                r.queue_offset
             );
         }
         Ok(())

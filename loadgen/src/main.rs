@@ -416,10 +416,10 @@ fn read_reports(inputs: &[PathBuf]) -> Result<Vec<(String, SavedReport)>> {
         let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
         let r: SavedReport =
             serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))?;
-        let name = p
-            .parent()
-            .and_then(Path::file_name)
-            .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = p.parent().and_then(Path::file_name).map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         reports.push((name, r));
     }
     Ok(reports)

@@ -666,12 +666,22 @@ pub fn summarize(reports: &[(String, SavedReport)]) -> String {
             );
         }
     }
-    let _ = writeln!(m, "\n| report | disk floor p50 / p99 µs | loopback floor p50 / p99 µs |");
+    let _ = writeln!(
+        m,
+        "\n| report | disk floor p50 / p99 µs | loopback floor p50 / p99 µs |"
+    );
     let _ = writeln!(m, "|---|---|---|");
     for (file, r) in reports {
         if let Some(f) = &r.floor {
-            let disk = f.disk.as_ref().map_or("–".to_string(), |d| format!("{} / {}", us(d.p50_us), us(d.p99_us)));
-            let _ = writeln!(m, "| {file} | {disk} | {} / {} |", us(f.loopback.p50_us), us(f.loopback.p99_us));
+            let disk = f.disk.as_ref().map_or("–".to_string(), |d| {
+                format!("{} / {}", us(d.p50_us), us(d.p99_us))
+            });
+            let _ = writeln!(
+                m,
+                "| {file} | {disk} | {} / {} |",
+                us(f.loopback.p50_us),
+                us(f.loopback.p99_us)
+            );
         }
     }
     m

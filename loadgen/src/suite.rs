@@ -229,12 +229,21 @@ fn start_petrel(
 ) -> Result<PetrelProcess> {
     let name = flush.as_str().to_ascii_lowercase();
     let mut extra_args = opts.petrel_args.clone();
-    if !extra_args.iter().any(|a| a.contains("mappedFileSizeCommitLog")) {
+    if !extra_args
+        .iter()
+        .any(|a| a.contains("mappedFileSizeCommitLog"))
+    {
         // 256 MiB segments instead of 1 GiB: each run fits in one or two, and the suite's
         // footprint stays small. The report's notes say so.
-        extra_args.extend(["--set".to_string(), format!("mappedFileSizeCommitLog={SEGMENT_SIZE_BYTES}")]);
+        extra_args.extend([
+            "--set".to_string(),
+            format!("mappedFileSizeCommitLog={SEGMENT_SIZE_BYTES}"),
+        ]);
     }
-    if !extra_args.iter().any(|a| a.contains("diskSpaceWarningLevelRatio")) {
+    if !extra_args
+        .iter()
+        .any(|a| a.contains("diskSpaceWarningLevelRatio"))
+    {
         // The suite does not exercise disk-full behaviour; a crowded development disk (or one
         // with a large root reserve) must not make the broker refuse writes mid-benchmark.
         extra_args.extend([
@@ -251,9 +260,17 @@ fn start_petrel(
         extra_args,
         log_path: out_dir.join(format!("petrel-{name}.log")),
     };
-    eprintln!("loadgen: starting petrel ({}) {}", flush.as_str(), po.extra_args.join(" "));
+    eprintln!(
+        "loadgen: starting petrel ({}) {}",
+        flush.as_str(),
+        po.extra_args.join(" ")
+    );
     let p = PetrelProcess::start(&po)?;
-    let note = format!("petrel {} started with extra arguments: {}", flush.as_str(), po.extra_args.join(" "));
+    let note = format!(
+        "petrel {} started with extra arguments: {}",
+        flush.as_str(),
+        po.extra_args.join(" ")
+    );
     if !report.notes.contains(&note) {
         report.notes.push(note);
     }

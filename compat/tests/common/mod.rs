@@ -316,8 +316,14 @@ impl Petrel {
                 Err(e) => last_err = format!("{e:#}"),
             }
             if Instant::now() >= deadline {
+                let threads = self
+                    .child
+                    .as_ref()
+                    .map(|c| thread_states(c.id()))
+                    .unwrap_or_default();
                 bail!(
-                    "petrel not ready after {limit:?}: {last_err}; log:\n{}",
+                    "petrel not ready after {limit:?}: {last_err}; its threads (name, state, wchan): \
+                     {threads}; log:\n{}",
                     self.log_tail(6000)
                 );
             }
@@ -393,6 +399,30 @@ impl Petrel {
         }
         out
     }
+}
+
+/// "name state wchan" of every thread of a process (to see where a stuck start waits).
+fn thread_states(pid: u32) -> String {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let p = t.path();
+            let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+            let stat = read("stat");
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                .unwrap_or("?");
+            out.push(format!(
+                "{} {} {}",
+                read("comm").trim(),
+                state,
+                read("wchan").trim()
+            ));
+        }
+    }
+    out.join("; ")
 }
 
 /// Returns the scenario's result, printing the broker's log first when it failed (a test
@@ -603,6 +633,8 @@ fn init_client_env() {
 pub struct ClientEnv {
     owner: Option<RuntimeOwner>,
     rt: Arc<ClientRuntime>,
+    /// Client logging, only when `COMPAT_CLIENT_LOG` is set (an env-filter, e.g. `debug`).
+    telemetry: Option<rocketmq_observability::TelemetryRuntimeGuard>,
 }
 
 impl ClientEnv {
@@ -620,18 +652,30 @@ impl ClientEnv {
             .map_err(|e| anyhow!("runtime config: {e}"))?
             .build()
             .map_err(|e| anyhow!("runtime build: {e}"))?;
+        let telemetry = std::env::var("COMPAT_CLIENT_LOG").ok().and_then(|filter| {
+            let mut cfg = rocketmq_observability::TelemetryBootstrapConfig::default();
+            cfg.logging.filter = filter;
+            rocketmq_observability::install_global(&cfg)
+                .map_err(|e| eprintln!("COMPAT_CLIENT_LOG: cannot install client logging: {e}"))
+                .ok()
+        });
+        let handle = telemetry
+            .as_ref()
+            .map(|t| t.handle())
+            .unwrap_or_else(TelemetryHandle::noop);
         let rt = ClientRuntime::try_new(
             owner.root_context().component("client"),
             ClientRuntimeConfig {
                 shutdown_timeout: Duration::from_secs(10),
                 ..Default::default()
             },
-            TelemetryHandle::noop(),
+            handle,
         )
         .map_err(|e| anyhow!("client runtime: {e}"))?;
         Ok(ClientEnv {
             owner: Some(owner),
             rt,
+            telemetry,
         })
     }
 
@@ -654,6 +698,9 @@ impl ClientEnv {
             r
         });
         let _ = owner.shutdown_runtime_blocking_with_timeout(Duration::from_secs(5));
+        if let Some(t) = self.telemetry.take() {
+            let _ = t.shutdown();
+        }
         out
     }
 }
@@ -967,4 +1014,19 @@ pub fn shard_of(broker_name: &str) -> Option<u16> {
         .strip_prefix(&format!("{BROKER_NAME}_"))?
         .parse()
         .ok()
+}
+
+/// Waits (bounded) until the nameserver's route for `topic` lists every shard.
+pub async fn wait_route_all_shards(namesrv: &str, topic: &str, limit: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let names = route_brokers(namesrv, topic)?.unwrap_or_default();
+        if (0..SHARDS).all(|i| names.contains(&format!("{BROKER_NAME}_{i}"))) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("after {limit:?} the route of {topic} lists {names:?}, not all {SHARDS} shards");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

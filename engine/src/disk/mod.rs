@@ -33,15 +33,14 @@ pub struct DiskSpace {
 }
 
 impl DiskSpace {
-    /// Used share, 0.0..=1.0, as `df` computes Use%: used / (used + available), so blocks
-    /// reserved for root count neither as used nor as available.
+    /// Used share, 0.0..=1.0, as RocketMQ computes it (`UtilAll.getDiskPartitionSpaceUsedPercent`):
+    /// (total - free) / total, where free includes blocks reserved for privileged users (the
+    /// broker runs as root here, and this host reserves most of its disk for another uid).
     pub fn used_ratio(&self) -> f64 {
-        let used = self.total_bytes.saturating_sub(self.free_bytes);
-        let denominator = used + self.available_bytes;
-        if denominator == 0 {
+        if self.total_bytes == 0 {
             return 1.0;
         }
-        used as f64 / denominator as f64
+        self.total_bytes.saturating_sub(self.free_bytes) as f64 / self.total_bytes as f64
     }
 }
 

@@ -75,6 +75,7 @@ where
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .io_memory(4 << 20)
         .preempt_timer(std::time::Duration::from_millis(1))
+        .spin_before_park(std::time::Duration::from_micros(20))
         .spawn(f)
         .expect("spawn executor")
         .join()
