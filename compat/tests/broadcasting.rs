@@ -17,10 +17,7 @@ fn broadcasting_consumers_each_receive_every_message() -> Result<()> {
     let before = bodies("before", 0..10);
     let after = bodies("after", 0..10);
     let r = ClientEnv::new("bcast")?.run(Duration::from_secs(150), |rt| async move {
-        let mut p = producer(&rt, &ns, &unique("CompatBcastProducer"));
-        p.start()
-            .await
-            .map_err(|e| anyhow!("producer start: {e}"))?;
+        let mut p = producer(&rt, &ns, "CompatBcastProducer").await?;
         send_sync_all(&p, &topic, "TagB", &before).await?;
 
         let mk = |n: usize| PushOpts {

@@ -66,10 +66,7 @@ fn acknowledged_messages_and_offsets_survive_broker_restarts() -> Result<()> {
     let env = ClientEnv::new("restart")?;
     let broker_ref = &mut broker;
     let r = env.run(Duration::from_secs(300), |rt| async move {
-        let mut p = producer(&rt, &ns, &unique("CompatRestartProducer"));
-        p.start()
-            .await
-            .map_err(|e| anyhow!("producer start: {e}"))?;
+        let mut p = producer(&rt, &ns, "CompatRestartProducer").await?;
         let mut acked = send_sync_all(&p, &topic, "TagRestart", &a).await?;
 
         // 1. crash and restart; the clients stay up.

@@ -19,10 +19,7 @@ fn producer_async_send_calls_back_once_per_message() -> Result<()> {
     let topic = unique("CompatAsync");
     let sent = bodies("async", 0..20);
     let r = ClientEnv::new("async")?.run(Duration::from_secs(120), |rt| async move {
-        let mut p = producer(&rt, &ns, &unique("CompatAsyncProducer"));
-        p.start()
-            .await
-            .map_err(|e| anyhow!("producer start: {e}"))?;
+        let mut p = producer(&rt, &ns, "CompatAsyncProducer").await?;
         let outcomes: Outcomes = Arc::default();
         for b in &sent {
             let out = outcomes.clone();

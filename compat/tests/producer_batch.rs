@@ -15,10 +15,7 @@ fn producer_batch_send_stores_each_message() -> Result<()> {
     let ns = broker.namesrv_addr();
     let topic = unique("CompatBatch");
     let r = ClientEnv::new("batch")?.run(Duration::from_secs(120), |rt| async move {
-        let mut p = producer(&rt, &ns, &unique("CompatBatchProducer"));
-        p.start()
-            .await
-            .map_err(|e| anyhow!("producer start: {e}"))?;
+        let mut p = producer(&rt, &ns, "CompatBatchProducer").await?;
         let mut all = Vec::new();
         let mut results = Vec::new();
         for round in 0..3 {

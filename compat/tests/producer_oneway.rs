@@ -14,10 +14,7 @@ fn producer_oneway_messages_are_stored() -> Result<()> {
     let topic = unique("CompatOneway");
     let sent = bodies("oneway", 0..20);
     let r = ClientEnv::new("oneway")?.run(Duration::from_secs(120), |rt| async move {
-        let mut p = producer(&rt, &ns, &unique("CompatOnewayProducer"));
-        p.start()
-            .await
-            .map_err(|e| anyhow!("producer start: {e}"))?;
+        let mut p = producer(&rt, &ns, "CompatOnewayProducer").await?;
         // One sync send first creates the topic on every shard (a oneway send to an unknown
         // topic is fine too, but the first route lookup races with auto-creation).
         let first = vec![format!("oneway-first")];

@@ -17,10 +17,7 @@ fn producer_sync_send_is_acknowledged_and_readable() -> Result<()> {
     let topic = unique("CompatSync");
     let sent = bodies("sync", 0..24);
     let r = ClientEnv::new("sync")?.run(Duration::from_secs(120), |rt| async move {
-        let mut p = producer(&rt, &ns, &unique("CompatSyncProducer"));
-        p.start()
-            .await
-            .map_err(|e| anyhow::anyhow!("producer start: {e}"))?;
+        let mut p = producer(&rt, &ns, "CompatSyncProducer").await?;
         let results = send_sync_all(&p, &topic, "TagSync", &sent).await;
         p.shutdown().await;
         let results = results?;

@@ -76,8 +76,7 @@ fn pull_consumer_commits_and_resumes_after_restart() -> Result<()> {
     let phase1 = bodies("p1", 0..16);
     let phase2 = bodies("p2", 0..8);
     let r = ClientEnv::new("pull")?.run(Duration::from_secs(180), |rt| async move {
-        let mut p = producer(&rt, &ns, &unique("CompatPullProducer"));
-        p.start().await.map_err(|e| anyhow!("producer start: {e}"))?;
+        let mut p = producer(&rt, &ns, "CompatPullProducer").await?;
         let sent1 = send_sync_all(&p, &topic, "TagPull", &phase1).await?;
 
         // What to commit: per queue, the offset of its last phase-1 message, so exactly that

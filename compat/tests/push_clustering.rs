@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, ensure, Result};
+use anyhow::{ensure, Result};
 use common::*;
 
 #[test]
@@ -17,8 +17,7 @@ fn push_consumer_clustering_receives_everything_once() -> Result<()> {
     let before = bodies("before", 0..16);
     let after = bodies("after", 0..16);
     let r = ClientEnv::new("push")?.run(Duration::from_secs(150), |rt| async move {
-        let mut p = producer(&rt, &ns, &unique("CompatPushProducer"));
-        p.start().await.map_err(|e| anyhow!("producer start: {e}"))?;
+        let mut p = producer(&rt, &ns, "CompatPushProducer").await?;
         send_sync_all(&p, &topic, "TagPush", &before).await?;
 
         let (mut consumer, inbox) =

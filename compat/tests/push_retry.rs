@@ -49,8 +49,7 @@ fn reconsume_later_redelivers_through_the_retry_topic() -> Result<()> {
     let group = unique("CompatRetryGroup");
     let sent = bodies("retry", 0..4);
     let r = ClientEnv::new("retry")?.run(Duration::from_secs(200), |rt| async move {
-        let mut p = producer(&rt, &ns, &unique("CompatRetryProducer"));
-        p.start().await.map_err(|e| anyhow!("producer start: {e}"))?;
+        let mut p = producer(&rt, &ns, "CompatRetryProducer").await?;
         send_sync_all(&p, &topic, "TagRetry", &sent).await?;
 
         let inbox = Inbox::default();

@@ -22,19 +22,13 @@ fn two_consumers_in_one_group_share_the_queues() -> Result<()> {
         // below: a client that reads the route while only the auto-creating shard has
         // registered the topic keeps that one-shard route for 30 s (its refresh period), and
         // the consumer holding the other shard's queues would get nothing meanwhile.
-        let mut p0 = producer(&rt, &ns, &unique("CompatShareWarm"));
-        p0.start()
-            .await
-            .map_err(|e| anyhow!("producer start: {e}"))?;
+        let mut p0 = producer(&rt, &ns, "CompatShareWarm").await?;
         let warm = bodies("warm", 0..8);
         let warmed = send_sync_all(&p0, &topic, "TagShare", &warm).await;
         p0.shutdown().await;
         warmed?;
         wait_route_all_shards(&ns, &topic, Duration::from_secs(10)).await?;
-        let mut p = producer(&rt, &ns, &unique("CompatShareProducer"));
-        p.start()
-            .await
-            .map_err(|e| anyhow!("producer start: {e}"))?;
+        let mut p = producer(&rt, &ns, "CompatShareProducer").await?;
 
         let (mut c1, in1) =
             start_push_consumer(&rt, &ns, PushOpts::clustering(&group, &topic)).await?;

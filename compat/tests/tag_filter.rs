@@ -14,10 +14,7 @@ fn tag_expression_filters_messages() -> Result<()> {
     let ns = broker.namesrv_addr();
     let topic = unique("CompatTags");
     let r = ClientEnv::new("tags")?.run(Duration::from_secs(150), |rt| async move {
-        let mut p = producer(&rt, &ns, &unique("CompatTagsProducer"));
-        p.start()
-            .await
-            .map_err(|e| anyhow!("producer start: {e}"))?;
+        let mut p = producer(&rt, &ns, "CompatTagsProducer").await?;
         let tags = ["TagA", "TagB", "TagC", "Aa", "BB"];
         let mut by_tag: Vec<(String, String)> = Vec::new(); // (tag, body)
         for i in 0..40 {

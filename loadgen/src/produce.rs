@@ -149,6 +149,9 @@ pub struct ProduceResult {
     pub share_under_1ms: f64,
     /// Errors by response code name, plus TIMEOUT, CONNECTION_CLOSED, NOT_SENT.
     pub errors: BTreeMap<String, u64>,
+    /// CPU time loadgen's whole process used during the run, in CPUs (1.0 = one core busy):
+    /// on a small host the generator competes with the broker for the same cores.
+    pub generator_cpu_cores: f64,
 }
 
 impl ProduceResult {
@@ -191,6 +194,8 @@ pub fn run_at(cfg: &ProduceConfig, targets: &[Target], start: Instant) -> Result
         };
         workers.push(worker.spawn(stream)?);
     }
+    let cpu_start = process_cpu_seconds();
+    let wall_start = Instant::now();
     let mut total = ConnTotals::new(cfg.late_threshold);
     for (sender, reader) in workers {
         let s = sender
@@ -202,7 +207,22 @@ pub fn run_at(cfg: &ProduceConfig, targets: &[Target], start: Instant) -> Result
         total.absorb_sender(s);
         total.absorb_reader(r);
     }
-    Ok(total.into_result(cfg, targets, connections))
+    let mut result = total.into_result(cfg, targets, connections);
+    if let (Some(a), Some(b)) = (cpu_start, process_cpu_seconds()) {
+        result.generator_cpu_cores = (b - a) / wall_start.elapsed().as_secs_f64().max(1e-9);
+    }
+    Ok(result)
+}
+
+/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`, USER_HZ = 100).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -630,6 +650,7 @@ impl ConnTotals {
             sent_late_count: self.sent_late_count,
             share_under_1ms: share,
             errors: self.errors,
+            generator_cpu_cores: 0.0,
         }
     }
 }

@@ -289,18 +289,18 @@ impl Report {
             let _ = writeln!(m, "## Runs\n");
             let _ = writeln!(
                 m,
-                "| run | flush | conns × in-flight | body × batch | offered msg/s | achieved msg/s | p50 | p90 | p99 | p99.6 | p99.9 | p99.99 | max | <1 ms | errors |"
+                "| run | flush | conns × in-flight | body × batch | offered msg/s | achieved msg/s | p50 | p90 | p99 | p99.6 | p99.9 | p99.99 | max | <1 ms | errors | loadgen CPUs |"
             );
             let _ = writeln!(
                 m,
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
             );
             for r in &self.runs {
                 let p = &r.produce;
                 let l = &p.latency;
                 let _ = writeln!(
                     m,
-                    "| {} | {} | {} × {} | {} B × {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.3}% | {} |",
+                    "| {} | {} | {} × {} | {} B × {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.3}% | {} | {:.2} |",
                     r.name,
                     r.flush_mode,
                     p.connections,
@@ -317,10 +317,18 @@ impl Report {
                     us(l.p99_99_us),
                     us(l.max_us),
                     p.share_under_1ms * 100.0,
-                    errors_text(&p.errors)
+                    errors_text(&p.errors),
+                    p.generator_cpu_cores
                 );
             }
             m.push('\n');
+            let _ = writeln!(
+                m,
+                "\"loadgen CPUs\": CPU time the generator's own process used during the run (1.00 = one \
+                 core). On a {}-CPU host the generator and the broker share the cores, so at high \
+                 rates part of the latency is the generator's CPU, not the broker's.\n",
+                self.host.cpus
+            );
             if self.runs.iter().any(|r| r.ratios.is_some()) {
                 let _ = writeln!(m, "### Ratios to the floors\n");
                 let _ = writeln!(
@@ -405,14 +413,14 @@ impl Report {
             );
             let _ = writeln!(
                 m,
-                "| offered msg/s | achieved msg/s | p50 | p99 | p99.9 | max | <1 ms | errors |"
+                "| offered msg/s | achieved msg/s | p50 | p99 | p99.9 | max | <1 ms | errors | loadgen CPUs |"
             );
-            let _ = writeln!(m, "|---|---|---|---|---|---|---|---|");
+            let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|");
             for p in &s.steps {
                 let l = &p.latency;
                 let _ = writeln!(
                     m,
-                    "| {:.0} | {:.0} | {} | {} | {} | {} | {:.3}% | {} |",
+                    "| {:.0} | {:.0} | {} | {} | {} | {} | {:.3}% | {} | {:.2} |",
                     p.offered_msgs_per_s,
                     p.achieved_msgs_per_s,
                     us(l.p50_us),
@@ -420,7 +428,8 @@ impl Report {
                     us(l.p99_9_us),
                     us(l.max_us),
                     p.share_under_1ms * 100.0,
-                    errors_text(&p.errors)
+                    errors_text(&p.errors),
+                    p.generator_cpu_cores
                 );
             }
             m.push('\n');

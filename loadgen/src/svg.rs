@@ -6,10 +6,10 @@
 
 use std::fmt::Write as _;
 
-const WIDTH: f64 = 960.0;
+const WIDTH: f64 = 1000.0;
 const HEIGHT: f64 = 560.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 270.0;
+const RIGHT: f64 = 310.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 60.0;
 const COLORS: [&str; 10] = [

@@ -54,6 +54,9 @@ use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
 /// Number of shards every test broker runs (each one is a logical broker `petrel_<i>`).
 pub const SHARDS: u16 = 2;
+/// Client-side send timeout: longer than the broker's syncFlushTimeout (5 s), so a slow disk
+/// shows as the broker's FLUSH_DISK_TIMEOUT answer rather than as a client timeout.
+pub const SEND_TIMEOUT_MS: u64 = 15_000;
 /// brokerName in the test broker.conf; shard i registers as `petrel_<i>`.
 pub const BROKER_NAME: &str = "petrel";
 
@@ -722,12 +725,21 @@ pub fn message(topic: &str, tag: &str, body: &str) -> Message {
         .build_unchecked()
 }
 
-pub fn producer(rt: &Arc<ClientRuntime>, namesrv: &str, group: &str) -> DefaultMQProducer {
-    DefaultMQProducer::builder(rt.clone())
-        .producer_group(group.to_string())
+/// Builds and starts a producer in group `<prefix>_<unique>`.
+pub async fn producer(
+    rt: &Arc<ClientRuntime>,
+    namesrv: &str,
+    prefix: &str,
+) -> Result<DefaultMQProducer> {
+    let mut p = DefaultMQProducer::builder(rt.clone())
+        .producer_group(unique(prefix))
         .name_server_addr(namesrv.to_string())
-        .send_msg_timeout(5_000)
-        .build()
+        .send_msg_timeout(SEND_TIMEOUT_MS as u32)
+        .build();
+    p.start()
+        .await
+        .map_err(|e| anyhow!("producer {prefix} start: {e}"))?;
+    Ok(p)
 }
 
 /// One received message, as the listener saw it.
@@ -885,7 +897,7 @@ pub async fn send_sync_all(
     let mut out = Vec::with_capacity(bodies.len());
     for b in bodies {
         let r = producer
-            .send_with_timeout(message(topic, tag, b), 5_000)
+            .send_with_timeout(message(topic, tag, b), SEND_TIMEOUT_MS)
             .await
             .map_err(|e| anyhow!("sync send of {b:?} to {topic} failed: {e}"))?
             .ok_or_else(|| anyhow!("sync send of {b:?} returned no SendResult"))?;
