@@ -77,6 +77,19 @@ async fn producer(
     acked: Rc<RefCell<Vec<Acked>>>,
     stop: Rc<Cell<bool>>,
     puts: Rc<Cell<u64>>,
+    alive: Rc<Cell<u32>>,
+) {
+    alive.set(alive.get() + 1);
+    produce(store, &mut rng, acked, stop, puts).await;
+    alive.set(alive.get() - 1);
+}
+
+async fn produce(
+    store: Rc<Store>,
+    rng: &mut SimRng,
+    acked: Rc<RefCell<Vec<Acked>>>,
+    stop: Rc<Cell<bool>>,
+    puts: Rc<Cell<u64>>,
 ) {
     while !stop.get() {
         let topic = TOPICS[rng.below(TOPICS.len() as u64) as usize];
@@ -327,6 +340,7 @@ async fn run_seed(seed: u64) -> String {
         }
         let stop = Rc::new(Cell::new(false));
         let puts = Rc::new(Cell::new(0u64));
+        let alive = Rc::new(Cell::new(0u32));
         for p in 0..4 {
             let r = SimRng::new(seed ^ (round as u64 * 1000 + p + 1).wrapping_mul(0x9E37_79B9));
             glommio::spawn_local(producer(
@@ -335,13 +349,25 @@ async fn run_seed(seed: u64) -> String {
                 acked.clone(),
                 stop.clone(),
                 puts.clone(),
+                alive.clone(),
             ))
             .detach();
         }
         let target = 20 + rng.below(400);
         let fail_at = (rng.below(4) == 0).then(|| rng.below(target));
+        let started = std::time::Instant::now();
+        let mut turns = 0u64;
         while puts.get() < target && !store.is_poisoned() {
             futures_lite::future::yield_now().await;
+            turns += 1;
+            if turns > 1000 && alive.get() == 0 {
+                break; // every producer stopped (e.g. a ticket failed): crash now
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "seed {seed} round {round}: workload stalled ({} puts of {target})",
+                puts.get()
+            );
             clock.advance_ms(1);
             if fail_at == Some(puts.get()) {
                 if rng.below(2) == 0 {
