@@ -22,8 +22,8 @@ use crate::error::BrokerError;
 use crate::long_poll::LongPollTable;
 use crate::remoting::connection::ConnectionCtx;
 use crate::remoting::{RemotingCommand, RequestCode};
-use crate::topic::{self, TopicConfig, TopicTable, Upsert};
 use crate::schedule::Scheduler;
+use crate::topic::{self, TopicConfig, TopicTable, Upsert};
 use crate::transaction::TransactionService;
 
 pub use context::ShardContext;
