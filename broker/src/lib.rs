@@ -37,3 +37,4 @@ pub mod schedule;
 pub mod shard;
 pub mod topic;
 pub mod transaction;
+pub mod waker;

@@ -37,6 +37,7 @@ use crate::remoting::connection::{accept_loop, ConnectionLimits, ConnectionTrack
 use crate::remoting::{RemotingCommand, RequestCode, ResponseCode, FRAME_SIZE_MAX_DEFAULT};
 use crate::shard::control::{self, ControlHandle, ControlMessage};
 use crate::shard::{Shard, ShardContext};
+use crate::waker;
 
 /// Registered DMA memory per executor (see the module doc).
 pub const IO_MEMORY_BYTES: usize = 1 << 20;
@@ -227,10 +228,13 @@ pub fn run_broker(config: BrokerConfig, flag: Arc<ShutdownFlag>) -> Result<(), R
     // Startup wiring (used once per executor, never on a data path): shard ids in start
     // order, and each shard's control inbox.
     let (inbox_senders, inbox_receivers) = control::inboxes(shards);
+    let ticks =
+        waker::start(shards, flag.clone()).map_err(|e| RuntimeError::Executor(e.to_string()))?;
     let wiring = Arc::new(Wiring {
         next_shard_id: AtomicUsize::new(0),
         inbox_senders,
         inbox_receivers: Mutex::new(inbox_receivers.into_iter().map(Some).collect()),
+        ticks: Mutex::new(ticks.into_iter().map(Some).collect()),
     });
     let config = Arc::new(config);
     let handles = LocalExecutorPoolBuilder::new(placement)
@@ -265,6 +269,8 @@ struct Wiring {
     next_shard_id: AtomicUsize,
     inbox_senders: Vec<SyncSender<ControlMessage>>,
     inbox_receivers: Mutex<Vec<Option<Receiver<ControlMessage>>>>,
+    /// Keepalive tick receivers, one per shard (see `waker`).
+    ticks: Mutex<Vec<Option<glommio::channels::shared_channel::SharedReceiver<()>>>>,
 }
 
 async fn run_shard(
@@ -289,9 +295,16 @@ async fn run_shard(
         .filter(|(i, _)| *i != index)
         .filter_map(|(i, s)| Some((u16::try_from(i).ok()?, s.clone())))
         .collect();
+    let ticks = wiring
+        .ticks
+        .lock()
+        .map_err(|_| RuntimeError::Wiring("tick table poisoned".into()))?
+        .get_mut(index)
+        .and_then(Option::take)
+        .ok_or_else(|| RuntimeError::Wiring(format!("no keepalive ticks for shard {index}")))?;
     drop(wiring);
     log::debug!("shard {shard_id}: started");
-    let result = run_shard_joined(shard_id, peers, inbox, config, flag.clone()).await;
+    let result = run_shard_joined(shard_id, peers, inbox, ticks, config, flag.clone()).await;
     if let Err(e) = &result {
         log::error!("shard {shard_id}: {}", error_chain(e));
         flag.trigger();
@@ -303,6 +316,7 @@ async fn run_shard_joined(
     shard_id: u16,
     peers: Vec<(u16, SyncSender<ControlMessage>)>,
     inbox: Receiver<ControlMessage>,
+    ticks: glommio::channels::shared_channel::SharedReceiver<()>,
     config: Arc<BrokerConfig>,
     flag: Arc<ShutdownFlag>,
 ) -> Result<(), RuntimeError> {
@@ -331,6 +345,7 @@ async fn run_shard_joined(
         glommio::spawn_local(async move {
             control::run_receiver(
                 inbox,
+                ticks.connect().await,
                 |msg| apply_to.apply_control(msg),
                 || stop.is_stopped(),
             )

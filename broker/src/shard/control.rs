@@ -6,12 +6,14 @@
 //! the receiving ends in [`ControlEndpoints`]. `broadcast` puts the message in a local bounded
 //! outbox; a forwarder task sends it to every other shard's bounded inbox (waiting while an
 //! inbox is full, so nothing is dropped while the outbox has room); a receiver task drains the
-//! shard's inbox every [`CONTROL_POLL_INTERVAL`] and calls `shard.apply_control(msg)`.
+//! shard's inbox at every keepalive tick from `crate::waker` (every 10 ms) and calls
+//! `shard.apply_control(msg)`.
 //!
-//! The inboxes are `std::sync::mpsc::sync_channel`s polled by a timer, not glommio's
+//! The inboxes are `std::sync::mpsc::sync_channel`s polled on those ticks, not glommio's
 //! `channel_mesh`: in glommio 0.9.0 the mesh's `join` sometimes never returns on one executor
 //! (seen here about once in ten starts with 2 shards) and its builder clones an `Rc` from
-//! several threads. Control messages are rare, so a 10 ms poll costs nothing that matters.
+//! several threads. Control messages are rare, so a 10 ms poll costs nothing that matters,
+//! and the ticks are needed anyway (see `crate::waker`).
 
 use std::rc::Rc;
 
@@ -19,6 +21,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::Duration;
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::channels::shared_channel::ConnectedReceiver;
 
 use crate::topic::TopicConfig;
 
@@ -147,13 +150,20 @@ pub async fn run_forwarder(
     }
 }
 
-/// Drain this shard's inbox every [`CONTROL_POLL_INTERVAL`], handing messages to `apply`,
-/// until every sender is gone or `is_stopped()` says so.
-pub async fn run_receiver<F, S>(inbox: Receiver<ControlMessage>, apply: F, is_stopped: S)
-where
+/// Drain this shard's inbox at every keepalive tick (`crate::waker`, every 10 ms), handing
+/// messages to `apply`, until every sender is gone or `is_stopped()` says so. Once the ticks
+/// stop (the waker ends at shutdown) it polls every [`CONTROL_POLL_INTERVAL`] instead. Draining
+/// on the ticks keeps the shard at one periodic wake-up source instead of two.
+pub async fn run_receiver<F, S>(
+    inbox: Receiver<ControlMessage>,
+    ticks: ConnectedReceiver<()>,
+    apply: F,
+    is_stopped: S,
+) where
     F: Fn(ControlMessage),
     S: Fn() -> bool,
 {
+    let mut is_ticking = true;
     loop {
         loop {
             match inbox.try_recv() {
@@ -165,6 +175,10 @@ where
         if is_stopped() {
             return;
         }
-        glommio::timer::sleep(CONTROL_POLL_INTERVAL).await;
+        if is_ticking {
+            is_ticking = ticks.recv().await.is_some();
+        } else {
+            glommio::timer::sleep(CONTROL_POLL_INTERVAL).await;
+        }
     }
 }
