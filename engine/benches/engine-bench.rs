@@ -290,6 +290,8 @@ fn main() {
         // (contracts.md, H1/H2 notes); a short spin before parking avoids it.
         .spin_before_park(Duration::from_micros(20))
         .spawn(move || async move {
+            // glommio 0.9.0 can park with runnable tasks (engine::keepalive): wake it from outside.
+            let awake = engine::keepalive::keep_executor_awake();
             // iopoll probe (GLOMMIO.md pitfall 2): a non-empty file first.
             let probe = d.join("probe");
             std::fs::write(&probe, vec![0u8; 4096]).unwrap();
@@ -316,6 +318,7 @@ fn main() {
                     }
                 }
             }
+            awake.set(false);
             r
         })
         .unwrap()

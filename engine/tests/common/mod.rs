@@ -49,46 +49,9 @@ pub fn msg<'a>(topic: &'a str, queue: u32, body: &'a [u8], props: &'a str) -> Pu
     }
 }
 
-/// Wakes this executor from another thread every 2 ms while the returned guard is `true`.
-///
-/// glommio 0.9.0 can park an executor with runnable tasks: when the preempt timer has fired
-/// before a task queue ran, `run_task_queues` reports "nothing ran" and the executor sleeps in
-/// `io_uring_enter` with no timeout (fixed upstream in the glommio/glommio fork, PR #53). A timer
-/// of our own does not help, because the task that would re-arm it is one of the runnable tasks
-/// that never runs (measured here: a crash-harness run parked for minutes with a 2 ms timer task
-/// alive and 0 CPU ticks). A shared channel's eventfd is re-armed by the reactor itself, so a
-/// message from a second executor always wakes this one. Tests with no real I/O wait (the
-/// simulated disk) would otherwise hang.
+/// See `engine::keepalive`.
 pub fn keep_executor_awake() -> std::rc::Rc<std::cell::Cell<bool>> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let alive = std::rc::Rc::new(std::cell::Cell::new(true));
-    let (tx, rx) = glommio::channels::shared_channel::new_bounded::<()>(4);
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let ticker_stop = stop.clone();
-    let ticker = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .name("keepalive")
-        .io_memory(1 << 20)
-        .spawn(move || async move {
-            let tx = tx.connect().await;
-            while !ticker_stop.load(Ordering::Relaxed) {
-                let _ = tx.try_send(());
-                glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
-            }
-        })
-        .expect("spawn keepalive executor");
-    drop(ticker); // detached: it ends once `stop` is set
-    let a = alive.clone();
-    glommio::spawn_local(async move {
-        let rx = rx.connect().await;
-        while a.get() {
-            if rx.recv().await.is_none() {
-                break;
-            }
-        }
-        stop.store(true, Ordering::Relaxed);
-    })
-    .detach();
-    alive
+    engine::keepalive::keep_executor_awake()
 }
 
 /// Runs `f` in a fresh glommio executor on its own thread.
