@@ -24,6 +24,7 @@
 
 pub mod admin_cli;
 pub mod config;
+pub mod config_file;
 pub mod consumer_group;
 pub mod error;
 pub mod filter;

@@ -33,10 +33,11 @@ use engine::{
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use serde::{Deserialize, Serialize};
 
+use crate::config_file::write_file_atomically;
 use crate::error::BrokerError;
 use crate::processor::send::{Properties, PROPERTY_DELAY, PROPERTY_WAIT};
 use crate::shard::{now_ms, Shard};
-use crate::topic::{write_file_atomically, DataVersion, SCHEDULE_TOPIC};
+use crate::topic::{DataVersion, SCHEDULE_TOPIC};
 
 /// Number of delay levels (`messageDelayLevel` has 18 entries).
 pub const DELAY_LEVEL_COUNT: usize = 18;
@@ -204,22 +205,7 @@ impl Scheduler {
     /// Loads `<config_dir>/delayOffset.json` if it exists (levels outside 1..=18 are ignored).
     pub fn open(config_dir: &Path) -> Result<Scheduler, BrokerError> {
         let path = config_dir.join("delayOffset.json");
-        let loaded = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<DelayOffsetFile>(&bytes).map_err(|source| {
-                BrokerError::ConfigFileInvalid {
-                    path: path.clone(),
-                    source,
-                }
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DelayOffsetFile::default(),
-            Err(source) => {
-                return Err(BrokerError::Io {
-                    op: "read",
-                    path,
-                    source,
-                })
-            }
-        };
+        let loaded: DelayOffsetFile = crate::config_file::read_json_or_default(&path)?;
         let mut offsets = [0u64; DELAY_LEVEL_COUNT];
         for (level, offset) in &loaded.offset_table {
             let in_range = (1..=DELAY_LEVEL_COUNT).contains(&(*level as usize));

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config_file::write_file_atomically;
 use crate::error::BrokerError;
 
 /// Permission bits (`PermName.java`).
@@ -222,22 +223,7 @@ impl TopicTable {
         now_ms: i64,
     ) -> Result<TopicTable, BrokerError> {
         let path = config_dir.join("topics.json");
-        let loaded = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<TopicsFile>(&bytes).map_err(|source| {
-                BrokerError::ConfigFileInvalid {
-                    path: path.clone(),
-                    source,
-                }
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TopicsFile::default(),
-            Err(source) => {
-                return Err(BrokerError::Io {
-                    op: "read",
-                    path,
-                    source,
-                })
-            }
-        };
+        let loaded: TopicsFile = crate::config_file::read_json_or_default(&path)?;
         let mut topics = BTreeMap::new();
         for (name, mut config) in loaded.topic_config_table {
             if validate_topic_name(&name).is_err() {
@@ -372,44 +358,6 @@ impl TopicTable {
         let bytes = self.wrapper_json();
         write_file_atomically(&self.path, bytes).await
     }
-}
-
-/// Writes `bytes` to `path` through a temp file, fdatasync and rename, so a crash leaves either
-/// the old or the new content.
-pub async fn write_file_atomically(path: &Path, bytes: Vec<u8>) -> Result<(), BrokerError> {
-    thread_local! {
-        static TMP_COUNTER: Cell<u64> = const { Cell::new(0) };
-    }
-    // A distinct temp name per write: two writes of the same file never share a temp file.
-    let n = TMP_COUNTER.with(|c| {
-        let n = c.get();
-        c.set(n.wrapping_add(1));
-        n
-    });
-    let tmp = path.with_extension(format!("json.tmp{n}"));
-    let io = |op: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |e: glommio::GlommioError<()>| BrokerError::Io {
-            op,
-            path: p,
-            source: std::io::Error::from(e),
-        }
-    };
-    let file = glommio::io::BufferedFile::create(&tmp)
-        .await
-        .map_err(io("create", &tmp))?;
-    let written = file.write_at(bytes, 0).await;
-    let synced = match written {
-        Ok(_) => file.fdatasync().await.map_err(io("fdatasync", &tmp)),
-        Err(e) => Err(io("write", &tmp)(e)),
-    };
-    let closed = file.close().await.map_err(io("close", &tmp));
-    synced?;
-    closed?;
-    glommio::io::rename(&tmp, path)
-        .await
-        .map_err(io("rename", path))?;
-    Ok(())
 }
 
 /// The topics a broker shard creates at start (REMOTING.md §7.7).

@@ -50,6 +50,7 @@ use engine::{
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use serde::{Deserialize, Serialize};
 
+use crate::config_file::write_file_atomically;
 use crate::error::BrokerError;
 use crate::processor::send::{
     offset_msg_id, Properties, PROPERTY_DELAY, PROPERTY_TAGS, PROPERTY_UNIQ_KEY, PROPERTY_WAIT,
@@ -57,9 +58,7 @@ use crate::processor::send::{
 use crate::remoting::{RemotingCommand, RequestCode};
 use crate::schedule::{self, DelayLevel, PROPERTY_REAL_QID, PROPERTY_REAL_TOPIC};
 use crate::shard::{now_ms, Shard};
-use crate::topic::{
-    write_file_atomically, DataVersion, SCHEDULE_TOPIC, TRANS_HALF_TOPIC, TRANS_OP_HALF_TOPIC,
-};
+use crate::topic::{DataVersion, SCHEDULE_TOPIC, TRANS_HALF_TOPIC, TRANS_OP_HALF_TOPIC};
 
 /// `"true"` on a message the producer sends as a half message.
 pub const PROPERTY_TRANSACTION_PREPARED: &str = "TRAN_MSG";
@@ -402,24 +401,7 @@ impl TransactionService {
     /// Loads `<config_dir>/transactionOffset.json` if it exists.
     pub fn open(config_dir: &Path) -> Result<TransactionService, BrokerError> {
         let path = config_dir.join("transactionOffset.json");
-        let loaded = match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice::<TransactionOffsetFile>(&bytes).map_err(|source| {
-                    BrokerError::ConfigFileInvalid {
-                        path: path.clone(),
-                        source,
-                    }
-                })?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TransactionOffsetFile::default(),
-            Err(source) => {
-                return Err(BrokerError::Io {
-                    op: "read",
-                    path,
-                    source,
-                })
-            }
-        };
+        let loaded: TransactionOffsetFile = crate::config_file::read_json_or_default(&path)?;
         let (wake_tx, wake_rx) = local_channel::new_bounded(1);
         Ok(TransactionService {
             half_offset: Cell::new(loaded.half_offset),

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config_file::write_file_atomically;
 use crate::error::BrokerError;
-use crate::topic::{write_file_atomically, DataVersion};
+use crate::topic::DataVersion;
 
 /// Bound on distinct (topic, group) pairs one shard remembers offsets for.
 pub const KEY_COUNT_MAX: usize = 200_000;
@@ -42,22 +43,7 @@ impl ConsumerOffsetTable {
     /// Loads `<config_dir>/consumerOffset.json` if it exists.
     pub fn open(config_dir: &Path) -> Result<Self, BrokerError> {
         let path = config_dir.join("consumerOffset.json");
-        let loaded = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<OffsetsFile>(&bytes).map_err(|source| {
-                BrokerError::ConfigFileInvalid {
-                    path: path.clone(),
-                    source,
-                }
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => OffsetsFile::default(),
-            Err(source) => {
-                return Err(BrokerError::Io {
-                    op: "read",
-                    path,
-                    source,
-                })
-            }
-        };
+        let loaded: OffsetsFile = crate::config_file::read_json_or_default(&path)?;
         Ok(ConsumerOffsetTable {
             table: RefCell::new(loaded.offset_table.into_iter().collect()),
             is_dirty: Cell::new(false),

@@ -1,0 +1,67 @@
+//! The broker's small JSON metadata files under `<store_dir>/config/` (topics, consumer
+//! offsets, delay offsets, transaction scan offsets): read with a default when absent, written
+//! atomically. Not on the data path.
+
+use std::cell::Cell;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::BrokerError;
+
+/// Reads and parses `path`; a missing file gives `T::default()`. A file that exists but does
+/// not parse is an error (never silently replaced by the default).
+pub fn read_json_or_default<T: DeserializeOwned + Default>(path: &Path) -> Result<T, BrokerError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice::<T>(&bytes).map_err(|source| BrokerError::ConfigFileInvalid {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(source) => Err(BrokerError::Io {
+            op: "read",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Writes `bytes` to `path` through a temp file, fdatasync and rename, so a crash leaves either
+/// the old or the new content.
+pub async fn write_file_atomically(path: &Path, bytes: Vec<u8>) -> Result<(), BrokerError> {
+    thread_local! {
+        static TMP_COUNTER: Cell<u64> = const { Cell::new(0) };
+    }
+    // A distinct temp name per write: two writes of the same file never share a temp file.
+    let n = TMP_COUNTER.with(|c| {
+        let n = c.get();
+        c.set(n.wrapping_add(1));
+        n
+    });
+    let tmp = path.with_extension(format!("json.tmp{n}"));
+    let io = |op: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |e: glommio::GlommioError<()>| BrokerError::Io {
+            op,
+            path: p,
+            source: std::io::Error::from(e),
+        }
+    };
+    let file = glommio::io::BufferedFile::create(&tmp)
+        .await
+        .map_err(io("create", &tmp))?;
+    let written = file.write_at(bytes, 0).await;
+    let synced = match written {
+        Ok(_) => file.fdatasync().await.map_err(io("fdatasync", &tmp)),
+        Err(e) => Err(io("write", &tmp)(e)),
+    };
+    let closed = file.close().await.map_err(io("close", &tmp));
+    synced?;
+    closed?;
+    glommio::io::rename(&tmp, path)
+        .await
+        .map_err(io("rename", path))?;
+    Ok(())
+}
