@@ -23,6 +23,7 @@
 //! the environment into one validated `config::BrokerConfig`.
 
 pub mod admin_cli;
+pub mod background;
 pub mod config;
 pub mod config_file;
 pub mod consumer_group;

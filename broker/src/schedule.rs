@@ -20,7 +20,7 @@
 //!   is durable, every `PERSIST_INTERVAL_MS` and at shutdown. After a crash delivery resumes
 //!   from the file, so a message is delivered again rather than lost.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Weak;
@@ -30,9 +30,10 @@ use engine::{
     CommitLogOffset, DurabilityTicket, GetLimit, GetStatus, PutError, PutMessage, QueueId,
     QueueOffset,
 };
-use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::channels::local_channel::LocalReceiver;
 use serde::{Deserialize, Serialize};
 
+use crate::background::WakeableTask;
 use crate::config_file::write_file_atomically;
 use crate::error::BrokerError;
 use crate::processor::send::{Properties, PROPERTY_DELAY, PROPERTY_WAIT};
@@ -194,10 +195,7 @@ pub struct Scheduler {
     is_dirty: Cell<bool>,
     version: Cell<DataVersion>,
     path: PathBuf,
-    /// Capacity 1: a wake-up while one is pending is dropped (one is enough).
-    wake_tx: LocalSender<()>,
-    wake_rx: RefCell<Option<LocalReceiver<()>>>,
-    task: RefCell<Option<glommio::Task<()>>>,
+    background: WakeableTask,
     delivered_count: Cell<u64>,
 }
 
@@ -213,42 +211,30 @@ impl Scheduler {
                 offsets[level.index()] = *offset;
             }
         }
-        let (wake_tx, wake_rx) = local_channel::new_bounded(1);
         Ok(Scheduler {
             offsets: Cell::new(offsets),
             is_dirty: Cell::new(false),
             version: Cell::new(loaded.data_version),
             path,
-            wake_tx,
-            wake_rx: RefCell::new(Some(wake_rx)),
-            task: RefCell::new(None),
+            background: WakeableTask::new(),
             delivered_count: Cell::new(0),
         })
     }
 
     /// Spawns the delivery task (once; later calls do nothing).
     pub fn start(&self, shard: Weak<Shard>) {
-        let Some(wake_rx) = self.wake_rx.borrow_mut().take() else {
-            return;
-        };
-        let task = glommio::spawn_local(run(shard, wake_rx));
-        *self.task.borrow_mut() = Some(task);
+        self.background.start(|wake_rx| run(shard, wake_rx));
     }
 
     /// A message was parked (or the shard is stopping): look at the heads now.
     pub fn wake(&self) {
-        // Full means a wake-up is already pending; closed means the task is gone.
-        let _ = self.wake_tx.try_send(());
+        self.background.wake();
     }
 
     /// Waits for the task to finish (it stops once the shard is stopping, after writing the
     /// offsets of everything it delivered). Call after `Shard::begin_shutdown`.
     pub async fn stop(&self) {
-        self.wake();
-        let task = self.task.borrow_mut().take();
-        if let Some(task) = task {
-            task.await;
-        }
+        self.background.join().await;
     }
 
     /// Next offset to deliver of `level`.

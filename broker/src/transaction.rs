@@ -47,9 +47,10 @@ use engine::{
     CommitLogOffset, DurabilityTicket, GetLimit, GetStatus, PutError, PutMessage, QueueId,
     QueueOffset,
 };
-use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::channels::local_channel::LocalReceiver;
 use serde::{Deserialize, Serialize};
 
+use crate::background::WakeableTask;
 use crate::config_file::write_file_atomically;
 use crate::error::BrokerError;
 use crate::processor::send::{
@@ -374,10 +375,7 @@ pub struct TransactionService {
     is_dirty: Cell<bool>,
     version: Cell<DataVersion>,
     path: PathBuf,
-    /// Capacity 1: a wake-up while one is pending is dropped (one is enough).
-    wake_tx: LocalSender<()>,
-    wake_rx: RefCell<Option<LocalReceiver<()>>>,
-    task: RefCell<Option<glommio::Task<()>>>,
+    background: WakeableTask,
     /// Transaction ids being decided right now (END_TRANSACTION in flight).
     deciding: RefCell<HashSet<String>>,
     decided_count: Cell<u64>,
@@ -402,16 +400,13 @@ impl TransactionService {
     pub fn open(config_dir: &Path) -> Result<TransactionService, BrokerError> {
         let path = config_dir.join("transactionOffset.json");
         let loaded: TransactionOffsetFile = crate::config_file::read_json_or_default(&path)?;
-        let (wake_tx, wake_rx) = local_channel::new_bounded(1);
         Ok(TransactionService {
             half_offset: Cell::new(loaded.half_offset),
             op_offset: Cell::new(loaded.op_offset),
             is_dirty: Cell::new(false),
             version: Cell::new(loaded.data_version),
             path,
-            wake_tx,
-            wake_rx: RefCell::new(Some(wake_rx)),
-            task: RefCell::new(None),
+            background: WakeableTask::new(),
             deciding: RefCell::new(HashSet::new()),
             decided_count: Cell::new(0),
             checks_sent_count: Cell::new(0),
@@ -421,27 +416,18 @@ impl TransactionService {
 
     /// Spawns the check-back task (once; later calls do nothing).
     pub fn start(&self, shard: Weak<Shard>) {
-        let Some(wake_rx) = self.wake_rx.borrow_mut().take() else {
-            return;
-        };
-        let task = glommio::spawn_local(run(shard, wake_rx));
-        *self.task.borrow_mut() = Some(task);
+        self.background.start(|wake_rx| run(shard, wake_rx));
     }
 
     /// Runs a round now (or lets the task see that the shard is stopping).
     pub fn wake(&self) {
-        // Full means a wake-up is already pending; closed means the task is gone.
-        let _ = self.wake_tx.try_send(());
+        self.background.wake();
     }
 
     /// Waits for the task to finish (it stops once the shard is stopping, after writing the
     /// scan position). Call after `Shard::begin_shutdown`.
     pub async fn stop(&self) {
-        self.wake();
-        let task = self.task.borrow_mut().take();
-        if let Some(task) = task {
-            task.await;
-        }
+        self.background.join().await;
     }
 
     /// Next half-queue offset the check-back scan looks at.

@@ -1,0 +1,64 @@
+//! A shard-local background task that can be started once, woken, and awaited at shutdown:
+//! the shape shared by the delayed-delivery task (`schedule`) and the transaction check-back
+//! task (`transaction`). Owned by one shard; never crosses cores.
+
+use std::cell::RefCell;
+use std::future::Future;
+
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+
+/// Start once, wake any number of times (wake-ups coalesce: the channel holds one), then
+/// `join` at shutdown.
+pub struct WakeableTask {
+    /// Capacity 1: a wake-up while one is pending is dropped (one is enough).
+    wake_tx: LocalSender<()>,
+    wake_rx: RefCell<Option<LocalReceiver<()>>>,
+    task: RefCell<Option<glommio::Task<()>>>,
+}
+
+impl WakeableTask {
+    /// A task not started yet.
+    pub fn new() -> Self {
+        let (wake_tx, wake_rx) = local_channel::new_bounded(1);
+        WakeableTask {
+            wake_tx,
+            wake_rx: RefCell::new(Some(wake_rx)),
+            task: RefCell::new(None),
+        }
+    }
+
+    /// Spawns `body(wake_rx)` on the current executor (once; later calls do nothing).
+    pub fn start<F, Fut>(&self, body: F)
+    where
+        F: FnOnce(LocalReceiver<()>) -> Fut,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let Some(wake_rx) = self.wake_rx.borrow_mut().take() else {
+            return;
+        };
+        let task = glommio::spawn_local(body(wake_rx));
+        *self.task.borrow_mut() = Some(task);
+    }
+
+    /// Wakes the task now.
+    pub fn wake(&self) {
+        // Full means a wake-up is already pending; closed means the task is gone.
+        let _ = self.wake_tx.try_send(());
+    }
+
+    /// Wakes the task and waits for it to finish (it must stop by itself once its shard is
+    /// stopping).
+    pub async fn join(&self) {
+        self.wake();
+        let task = self.task.borrow_mut().take();
+        if let Some(task) = task {
+            task.await;
+        }
+    }
+}
+
+impl Default for WakeableTask {
+    fn default() -> Self {
+        Self::new()
+    }
+}
