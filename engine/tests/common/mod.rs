@@ -54,7 +54,9 @@ pub fn keep_executor_awake() -> std::rc::Rc<std::cell::Cell<bool>> {
     engine::keepalive::keep_executor_awake()
 }
 
-/// Runs `f` in a fresh glommio executor on its own thread.
+/// Runs `f` in a fresh glommio executor on its own thread, kept awake by
+/// `engine::keepalive` for the whole run (glommio 0.9.0 can park with runnable tasks even while
+/// real disk I/O is in use: the SIGKILL test's reopen once parked for minutes).
 pub fn run<F, Fut, T>(f: F) -> T
 where
     F: FnOnce() -> Fut + Send + 'static,
@@ -65,7 +67,12 @@ where
         .io_memory(4 << 20)
         .preempt_timer(std::time::Duration::from_millis(1))
         .spin_before_park(std::time::Duration::from_micros(20))
-        .spawn(f)
+        .spawn(move || async move {
+            let awake = engine::keepalive::keep_executor_awake();
+            let out = f().await;
+            awake.set(false);
+            out
+        })
         .expect("spawn executor")
         .join()
         .expect("executor thread")
