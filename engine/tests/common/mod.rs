@@ -65,7 +65,10 @@ where
 {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .io_memory(4 << 20)
-        .preempt_timer(std::time::Duration::from_millis(1))
+        // 100 ms (glommio's default), not the broker's 1 ms: the park-with-runnable-tasks
+        // bug (engine::keepalive) follows a preempt-timer expiry, so fewer expiries mean fewer
+        // chances; these tests have no latency target.
+        .preempt_timer(std::time::Duration::from_millis(100))
         .spin_before_park(std::time::Duration::from_micros(20))
         .spawn(move || async move {
             let awake = engine::keepalive::keep_executor_awake();
