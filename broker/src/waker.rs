@@ -11,7 +11,9 @@
 //! client happens to write.
 //!
 //! A shared channel's eventfd is armed by the receiving reactor itself, so a message sent from
-//! another executor always wakes the shard. The waker executor sends each shard one tick every
+//! another executor wakes the shard in most cases. Not in all: when the receiving task is itself
+//! among the runnable tasks that never ran, nothing waits on the channel (seen once in the
+//! engine's SIGKILL test; `engine::keepalive`). The real fix is glommio's (the fork's PR #53). The waker executor sends each shard one tick every
 //! [`WAKE_INTERVAL`]; each shard's control receiver waits on its ticks (and drains the
 //! cross-shard control inbox at each one). Control plane only: the channel
 //! holds at most one tick and a full channel drops the new one.
