@@ -62,3 +62,43 @@ impl Default for WakeableTask {
         Self::new()
     }
 }
+
+/// Copies a background task re-appended to the store and must see durable before it records
+/// its progress (delay offsets, transaction scan offsets): the end of the last copy and its
+/// ticket.
+#[derive(Default)]
+pub struct PendingCopies {
+    /// End (commitlog offset) of the last copy written.
+    pub end: Option<engine::CommitLogOffset>,
+    /// The ticket of that copy.
+    pub ticket: Option<engine::DurabilityTicket>,
+}
+
+/// What [`PendingCopies::settle`] found.
+pub enum Settled {
+    /// Every copy is durable (or there were none): progress may be written.
+    Durable,
+    /// Not durable yet and no ticket to wait on: try again later.
+    NotYet,
+    /// The flush covering the copies failed.
+    Failed(engine::FlushError),
+}
+
+impl PendingCopies {
+    /// Waits, if needed, until the copies are durable; clears them once they are.
+    pub async fn settle(&mut self, store: &engine::Store) -> Settled {
+        if let Some(end) = self.end {
+            if store.durable_commit_log_offset() < end {
+                let Some(ticket) = self.ticket.take() else {
+                    return Settled::NotYet;
+                };
+                if let Err(e) = ticket.await {
+                    return Settled::Failed(e);
+                }
+            }
+        }
+        self.end = None;
+        self.ticket = None;
+        Settled::Durable
+    }
+}

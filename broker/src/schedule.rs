@@ -26,14 +26,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Weak;
 use std::time::Duration;
 
-use engine::{
-    CommitLogOffset, DurabilityTicket, GetLimit, GetStatus, PutError, PutMessage, QueueId,
-    QueueOffset,
-};
+use engine::{CommitLogOffset, GetLimit, GetStatus, PutError, PutMessage, QueueId, QueueOffset};
 use glommio::channels::local_channel::LocalReceiver;
 use serde::{Deserialize, Serialize};
 
-use crate::background::WakeableTask;
+use crate::background::{PendingCopies, Settled, WakeableTask};
 use crate::config_file::write_file_atomically;
 use crate::error::BrokerError;
 use crate::processor::send::{Properties, PROPERTY_DELAY, PROPERTY_WAIT};
@@ -290,19 +287,10 @@ struct Head {
     read_failures: u32,
 }
 
-/// Durability of the copies delivered since the offsets were last written.
-#[derive(Default)]
-struct Pending {
-    /// End (commitlog offset) of the last delivered copy.
-    end: Option<CommitLogOffset>,
-    /// The ticket of that copy.
-    ticket: Option<DurabilityTicket>,
-}
-
 /// The delivery task: runs until the shard is stopping or dropped.
 async fn run(shard: Weak<Shard>, wake: LocalReceiver<()>) {
     let mut heads = [Head::default(); DELAY_LEVEL_COUNT];
-    let mut pending = Pending::default();
+    let mut pending = PendingCopies::default();
     let mut last_persist_ms = now_ms();
     loop {
         let wait_ms = {
@@ -352,7 +340,7 @@ async fn deliver_due(
     shard: &Shard,
     level: DelayLevel,
     head: &mut Head,
-    pending: &mut Pending,
+    pending: &mut PendingCopies,
 ) -> LevelState {
     let store = shard.store();
     let scheduler = shard.schedule();
@@ -555,28 +543,23 @@ fn deliver(shard: &Shard, view: &engine::record::RecordView<'_>) -> Delivery {
 
 /// Writes the offsets once every copy they cover is durable; otherwise leaves them dirty for
 /// the next round (a copy not known durable must be delivered again after a crash).
-async fn persist(shard: &Shard, pending: &mut Pending) {
+async fn persist(shard: &Shard, pending: &mut PendingCopies) {
     let scheduler = shard.schedule();
     if !scheduler.is_dirty.get() {
         return;
     }
     let offsets = scheduler.offsets.get();
-    if let Some(end) = pending.end {
-        if shard.store().durable_commit_log_offset() < end {
-            let Some(ticket) = pending.ticket.take() else {
-                return;
-            };
-            if let Err(e) = ticket.await {
-                log::warn!(
-                    "shard {}: delayed copies not durable yet ({e}); delay offsets not written",
-                    shard.id()
-                );
-                return;
-            }
+    match pending.settle(shard.store()).await {
+        Settled::Durable => {}
+        Settled::NotYet => return,
+        Settled::Failed(e) => {
+            log::warn!(
+                "shard {}: delayed copies not durable yet ({e}); delay offsets not written",
+                shard.id()
+            );
+            return;
         }
     }
-    pending.end = None;
-    pending.ticket = None;
     let mut v = scheduler.version.get();
     v.counter = v.counter.wrapping_add(1);
     v.timestamp = now_ms();

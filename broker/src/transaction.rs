@@ -50,7 +50,7 @@ use engine::{
 use glommio::channels::local_channel::LocalReceiver;
 use serde::{Deserialize, Serialize};
 
-use crate::background::WakeableTask;
+use crate::background::{PendingCopies, Settled, WakeableTask};
 use crate::config_file::write_file_atomically;
 use crate::error::BrokerError;
 use crate::processor::send::{
@@ -509,13 +509,6 @@ struct OpWindow {
     failed_half: Option<(u64, u32)>,
 }
 
-/// Durability of the half copies appended since the offsets were last written.
-#[derive(Default)]
-struct Pending {
-    end: Option<CommitLogOffset>,
-    ticket: Option<DurabilityTicket>,
-}
-
 /// The check-back task: a round every `transactionCheckInterval` until the shard stops.
 async fn run(shard: Weak<Shard>, wake: LocalReceiver<()>) {
     let mut window = OpWindow {
@@ -523,7 +516,7 @@ async fn run(shard: Weak<Shard>, wake: LocalReceiver<()>) {
         read_offset: None,
         failed_half: None,
     };
-    let mut pending = Pending::default();
+    let mut pending = PendingCopies::default();
     loop {
         let wait_ms = {
             let Some(shard) = shard.upgrade() else {
@@ -559,7 +552,7 @@ enum Step {
 }
 
 /// One pass over the half queue.
-async fn check_round(shard: &Shard, window: &mut OpWindow, pending: &mut Pending) {
+async fn check_round(shard: &Shard, window: &mut OpWindow, pending: &mut PendingCopies) {
     let service = shard.transactions();
     let store = shard.store();
     let round_start_ms = now_ms();
@@ -687,7 +680,7 @@ async fn examine(
     half: u64,
     round_start_ms: i64,
     window: &mut OpWindow,
-    pending: &mut Pending,
+    pending: &mut PendingCopies,
 ) -> Step {
     let config = &shard.context().config;
     let store = shard.store();
@@ -851,7 +844,7 @@ fn put_back(
     shard: &Shard,
     view: &engine::record::RecordView<'_>,
     check_times: u32,
-    pending: &mut Pending,
+    pending: &mut PendingCopies,
 ) -> PutBack {
     let mut props = Properties::parse(view.properties());
     props.set(PROPERTY_TRANSACTION_CHECK_TIMES, &check_times.to_string());
@@ -999,28 +992,23 @@ fn send_check(shard: &Shard, view: &engine::record::RecordView<'_>, copy: &HalfC
 
 /// Writes the scan position once every copy it steps over is durable; otherwise leaves it
 /// dirty for the next round (a copy not known durable must not be stepped over after a crash).
-async fn persist(shard: &Shard, pending: &mut Pending) {
+async fn persist(shard: &Shard, pending: &mut PendingCopies) {
     let service = shard.transactions();
     if !service.is_dirty.get() {
         return;
     }
     let (half_offset, op_offset) = (service.half_offset.get(), service.op_offset.get());
-    if let Some(end) = pending.end {
-        if shard.store().durable_commit_log_offset() < end {
-            let Some(ticket) = pending.ticket.take() else {
-                return;
-            };
-            if let Err(e) = ticket.await {
-                log::warn!(
-                    "shard {}: half copies not durable yet ({e}); transaction offsets not written",
-                    shard.id()
-                );
-                return;
-            }
+    match pending.settle(shard.store()).await {
+        Settled::Durable => {}
+        Settled::NotYet => return,
+        Settled::Failed(e) => {
+            log::warn!(
+                "shard {}: half copies not durable yet ({e}); transaction offsets not written",
+                shard.id()
+            );
+            return;
         }
     }
-    pending.end = None;
-    pending.ticket = None;
     let mut v = service.version.get();
     v.counter = v.counter.wrapping_add(1);
     v.timestamp = now_ms();
