@@ -33,6 +33,7 @@
 //! | `transactionTimeOut` | `6000` | ms before an undecided half (transactional) message is first checked back |
 //! | `transactionCheckInterval` | `30000` | ms between two check-back rounds |
 //! | `transactionCheckMax` | `15` | check-backs of one half message before it is discarded |
+//! | `startupTimeoutMs` | `10000` | every shard must be up and registered with the nameserver(s) within this, or `petrel` exits non-zero (Petrel key) |
 //! | `metricsPort` | `0` (off) | shard `i` serves Prometheus text on `http://bindAddress:metricsPort+i/metrics` (Petrel key) |
 //!
 //! Other RocketMQ keys that Petrel knows but does not use (e.g. `brokerId`, `brokerRole`) are
@@ -49,6 +50,8 @@ pub const SHARDS_MAX: u16 = 256;
 pub const CONNECTION_IN_FLIGHT_MAX_DEFAULT: usize = 4096;
 /// Java's `transactionTimeOut` default (6 s).
 pub const TRANSACTION_TIMEOUT_MS_DEFAULT: u64 = 6_000;
+/// Every shard up and registered within this many ms, or the process exits non-zero.
+pub const STARTUP_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// Java 5.x's `transactionCheckInterval` default (30 s; 4.x used 60 s).
 pub const TRANSACTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 30_000;
 /// Java's `transactionCheckMax` default.
@@ -128,6 +131,8 @@ pub struct BrokerConfig {
     /// metricsPort: shard `i` serves its metrics on `metricsPort + i` (`crate::metrics`);
     /// 0 = no metrics listener.
     pub metrics_port: u16,
+    /// startupTimeoutMs: the bound on bringing every shard up and registered (`runtime`).
+    pub startup_timeout_ms: u64,
 }
 
 /// What [`BrokerConfig::set`] did with a key.
@@ -190,6 +195,7 @@ impl Default for BrokerConfig {
             transaction_check_interval_ms: TRANSACTION_CHECK_INTERVAL_MS_DEFAULT,
             transaction_check_max: TRANSACTION_CHECK_MAX_DEFAULT,
             metrics_port: 0,
+            startup_timeout_ms: STARTUP_TIMEOUT_MS_DEFAULT,
         }
     }
 }
@@ -364,6 +370,7 @@ impl BrokerConfig {
                 self.transaction_check_max = n;
             }
             "metricsPort" => self.metrics_port = parse_num(key, v)?,
+            "startupTimeoutMs" => self.startup_timeout_ms = positive(key, v)?,
             _ if IGNORED_KEYS.contains(&key) => return Ok(KeyOutcome::Ignored),
             _ => return Ok(KeyOutcome::Unknown),
         }

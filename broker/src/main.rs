@@ -5,11 +5,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use broker::config::{BrokerConfig, KeyOutcome};
-use broker::runtime::{self, ShutdownFlag};
+use broker::runtime;
 use clap::{Parser, Subcommand};
 
 /// Petrel: a RocketMQ-compatible broker, one shard per core.
@@ -103,12 +102,10 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let flag = Arc::new(ShutdownFlag::default());
     match &cli.command {
         Some(Command::Namesrv { port, bind_address }) => {
-            runtime::install_signal_handlers(flag.clone())?;
             let addr = SocketAddr::new(*bind_address, *port);
-            return runtime::run_namesrv(addr, flag).context("nameserver");
+            return runtime::run_namesrv(addr).context("nameserver");
         }
         Some(Command::Admin(args)) => {
             let out = broker::admin_cli::run(args).context("admin")?;
@@ -118,7 +115,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => {}
     }
     let config = load_config(&cli).map_err(|e| anyhow::Error::new(ConfigInvalid(e)))?;
-    runtime::install_signal_handlers(flag.clone())?;
     let namesrv = match &config.namesrv_addr {
         Some(list) => format!("nameserver(s) {}", list.join(";")),
         None => format!("embedded nameserver on port {}", config.namesrv_listen_port),
@@ -133,7 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         config.store_path_root_dir.display(),
         config.flush_disk_type,
     );
-    runtime::run_broker(config, flag).context("broker")
+    runtime::run_broker(config).context("broker")
 }
 
 /// Defaults, then NAMESRV_ADDR, then the file, then flags. Errors are user-facing text.

@@ -31,7 +31,7 @@ use futures_lite::future;
 use crate::error::BrokerError;
 use crate::remoting::connection::StopSignal;
 use crate::remoting::{RemotingCommand, RequestCode, ResponseCode};
-use crate::runtime::{bind_listener, ListenError};
+use crate::listener::{bind_listener, ListenError};
 use crate::shard::Shard;
 
 /// Upper bounds (µs) of the send latency histogram buckets; `+Inf` is implied.
@@ -310,6 +310,11 @@ pub fn render(shard: &Shard) -> String {
         "petrel_commitlog_flushes_total",
         "Completed commitlog fdatasync rounds (group commits).",
         store.flush_count(),
+    );
+    counter(
+        "petrel_shard_stalls_total",
+        "Times this shard's executor had due work and did not run it for over 100 ms.",
+        shard.context().health.stalls_total(),
     );
 
     let name = "petrel_put_errors_total";

@@ -286,12 +286,9 @@ fn main() {
     let results: Vec<Stats> = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
         .io_memory(8 << 20)
         .preempt_timer(Duration::from_millis(1))
-        // As the broker runtime: glommio 0.9.0 can park with runnable tasks after a preemption
-        // (contracts.md, H1/H2 notes); a short spin before parking avoids it.
+        // As the broker runtime.
         .spin_before_park(Duration::from_micros(20))
         .spawn(move || async move {
-            // glommio 0.9.0 can park with runnable tasks (engine::keepalive): wake it from outside.
-            let awake = engine::keepalive::keep_executor_awake();
             // iopoll probe (GLOMMIO.md pitfall 2): a non-empty file first.
             let probe = d.join("probe");
             std::fs::write(&probe, vec![0u8; 4096]).unwrap();
@@ -318,7 +315,6 @@ fn main() {
                     }
                 }
             }
-            awake.set(false);
             r
         })
         .unwrap()

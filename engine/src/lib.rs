@@ -46,7 +46,6 @@ pub mod disk;
 mod dispatch;
 mod error;
 pub mod index;
-pub mod keepalive;
 mod persist;
 pub mod properties;
 pub mod record;

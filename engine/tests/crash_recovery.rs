@@ -293,7 +293,6 @@ async fn check_invariants(
 }
 
 async fn run_seed(seed: u64) -> String {
-    let awake = common::keep_executor_awake();
     let mut rng = SimRng::new(seed);
     let clock = Rc::new(ManualClock::new(1_700_000_000_000));
     let disk = SimDisk::new(1 << 40, clock.clone());
@@ -404,7 +403,6 @@ async fn run_seed(seed: u64) -> String {
             futures_lite::future::yield_now().await;
         }
     }
-    awake.set(false);
     format!(
         "{} acked, {crashes} crashes, {torn} torn / {dropped} dropped sectors, \
          {truncations} truncating recoveries",

@@ -28,7 +28,6 @@ const HOUR_MS: i64 = 3_600_000;
 #[test]
 fn failed_fdatasync_poisons_the_store_and_nothing_acked_is_lost() {
     common::run(|| async {
-        let _awake = common::keep_executor_awake();
         let clock = Rc::new(ManualClock::new(1_000));
         let disk = SimDisk::new(1 << 30, clock.clone());
         let open = || {
@@ -71,7 +70,6 @@ fn failed_fdatasync_poisons_the_store_and_nothing_acked_is_lost() {
 #[test]
 fn failed_write_poisons_the_store() {
     common::run(|| async {
-        let _awake = common::keep_executor_awake();
         let clock = Rc::new(ManualClock::new(1_000));
         let disk = SimDisk::new(1 << 30, clock.clone());
         let (store, _) =
@@ -91,7 +89,6 @@ fn failed_write_poisons_the_store() {
 #[test]
 fn ticket_reports_timeout_when_not_durable_in_time() {
     common::run(|| async {
-        let _awake = common::keep_executor_awake();
         let clock = Rc::new(ManualClock::new(1_000));
         let disk = SimDisk::new(1 << 30, clock.clone());
         let mut cfg = config();
@@ -110,7 +107,6 @@ fn ticket_reports_timeout_when_not_durable_in_time() {
 #[test]
 fn append_buffer_is_bounded() {
     common::run(|| async {
-        let _awake = common::keep_executor_awake();
         let clock = Rc::new(ManualClock::new(1_000));
         let disk = SimDisk::new(1 << 30, clock.clone());
         let (store, _) = Store::open_with(config(), Rc::new(disk), clock, Background::Manual)
@@ -145,7 +141,6 @@ fn append_buffer_is_bounded() {
 #[test]
 fn disk_full_refuses_writes_keeps_reads_and_recovers() {
     common::run(|| async {
-        let _awake = common::keep_executor_awake();
         let clock = Rc::new(ManualClock::new(1_000));
         let disk = SimDisk::new(64 << 20, clock.clone());
         let (store, _) =
@@ -185,7 +180,6 @@ fn disk_full_refuses_writes_keeps_reads_and_recovers() {
 #[test]
 fn retention_deletes_old_segments_at_delete_hour_without_breaking_readers() {
     common::run(|| async {
-        let _awake = common::keep_executor_awake();
         // 03:00 UTC on day 20000.
         let day = 20_000 * 24 * HOUR_MS;
         let clock = Rc::new(ManualClock::new(day + 3 * HOUR_MS));
@@ -263,7 +257,6 @@ fn retention_deletes_old_segments_at_delete_hour_without_breaking_readers() {
 #[test]
 fn disk_pressure_deletes_young_segments_above_high_water() {
     common::run(|| async {
-        let _awake = common::keep_executor_awake();
         let clock = Rc::new(ManualClock::new(10 * HOUR_MS)); // not the delete hour
         let disk = SimDisk::new(1 << 30, clock.clone());
         let (store, _) = Store::open_with(

@@ -50,7 +50,6 @@ fn body(n: usize, len: usize) -> Vec<u8> {
 }
 
 async fn run_ops(ops: Vec<Op>) {
-    let _awake = common::keep_executor_awake();
     let clock = Rc::new(ManualClock::new(1_000_000));
     let disk = SimDisk::new(1 << 40, clock.clone());
     let open = || {

@@ -6,11 +6,11 @@
 //! runs as tasks on shard 0's executor; `petrel namesrv` runs it alone on one executor. Its
 //! state lives on that one core (no locks).
 
+pub mod client;
 pub mod processor;
 pub mod route_table;
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -111,7 +111,3 @@ pub async fn serve(
     expiry.await;
 }
 
-/// Bind the nameserver's listener at `addr` (refusing a port another process holds).
-pub fn bind(addr: SocketAddr) -> Result<glommio::net::TcpListener, crate::runtime::ListenError> {
-    crate::runtime::bind_listener(addr)
-}

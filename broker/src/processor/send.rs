@@ -333,6 +333,9 @@ async fn topic_for_send(
     header: &SendHeader<'_>,
 ) -> Result<TopicConfig, BrokerError> {
     if let Some(config) = shard.topics().get(header.topic) {
+        if shard.is_route_pending(header.topic) {
+            shard.wait_topic_routed(header.topic).await?;
+        }
         return Ok(config);
     }
     if header.topic.starts_with(topic::RETRY_GROUP_TOPIC_PREFIX) {
@@ -361,6 +364,8 @@ async fn topic_for_send(
     shard
         .upsert_topic(config.clone(), Announce::AllShards)
         .await?;
+    // Answer only once a client's first route fetch will list every shard.
+    shard.wait_topic_routed(header.topic).await?;
     Ok(config)
 }
 

@@ -3,9 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::config::BrokerConfig;
 use crate::shard::control::ControlHandle;
+use crate::shard::health::ShardHealth;
 
 /// Everything a shard needs to know about its place in the process.
 pub struct ShardContext {
@@ -21,6 +24,9 @@ pub struct ShardContext {
     pub store_dir: PathBuf,
     /// Cross-shard control: broadcast topic changes, ask for a re-registration.
     pub control: ControlHandle,
+    /// Heartbeat and stall count, shared with the supervisor (`runtime` replaces the fresh
+    /// record `new` makes with the supervisor's).
+    pub health: Arc<ShardHealth>,
 }
 
 impl ShardContext {
@@ -34,6 +40,7 @@ impl ShardContext {
             store_dir: config.shard_store_dir(shard_id),
             config,
             control,
+            health: Arc::new(ShardHealth::new(shard_id, Instant::now())),
         }
     }
 }

@@ -1,28 +1,21 @@
-//! Cross-shard control: topic changes broadcast to the other shards, and "register now"
-//! requests to this shard's nameserver-registration task. Control plane only: never a message
-//! body. Every queue is bounded.
+//! Cross-shard control: topic changes broadcast to the other shards, "register now" requests
+//! to this shard's nameserver-registration task, and the supervisor's "stop". Control plane
+//! only: never a message body. Every queue is bounded.
 //!
 //! Wiring (done by `runtime`): each shard owns a [`ControlHandle`] (in its `ShardContext`) and
 //! the receiving ends in [`ControlEndpoints`]. `broadcast` puts the message in a local bounded
-//! outbox; a forwarder task sends it to every other shard's bounded inbox (waiting while an
-//! inbox is full, so nothing is dropped while the outbox has room); a receiver task drains the
-//! shard's inbox at every keepalive tick from `crate::waker` (every 10 ms) and calls
-//! `shard.apply_control(msg)`.
-//!
-//! The inboxes are `std::sync::mpsc::sync_channel`s polled on those ticks, not glommio's
-//! `channel_mesh`: in glommio 0.9.0 the mesh's `join` sometimes never returns on one executor
-//! (seen here about once in ten starts with 2 shards) and its builder clones an `Rc` from
-//! several threads. Control messages are rare, so a 10 ms poll costs nothing that matters,
-//! and the ticks are needed anyway (see `crate::waker`).
+//! outbox; a forwarder task sends it to every other shard's [`Mailbox`] (waiting while a
+//! mailbox is full, so nothing is dropped while the outbox has room); the receiver task sleeps
+//! on the shard's own mailbox, which wakes it as soon as a message lands (`crate::mailbox`: a
+//! real wake-up, no polling tick), and calls `shard.apply_control(msg)` for each one.
 
 use std::rc::Rc;
-
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::time::Duration;
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::channels::shared_channel::ConnectedReceiver;
 
+use crate::mailbox::{BoundMailbox, MailboxSender};
 use crate::topic::TopicConfig;
 
 /// Messages between shards (they must be `Send`: they cross threads).
@@ -34,24 +27,24 @@ pub enum ControlMessage {
     TopicDeleted(String),
 }
 
+/// What reaches a shard's mailbox from outside it.
+#[derive(Debug)]
+pub enum ShardCommand {
+    /// A control message from another shard.
+    Control(ControlMessage),
+    /// The supervisor asks the shard to stop (SIGTERM, or another shard failed).
+    Stop,
+}
+
+/// A shard's mailbox, as its senders see it.
+pub type Mailbox = MailboxSender<ShardCommand>;
+
 /// Messages waiting in a shard's outbox before the forwarder sends them.
 pub const CONTROL_OUTBOX_MAX: usize = 4096;
-/// Capacity of each shard's inbox.
+/// Capacity of each shard's mailbox.
 pub const CONTROL_INBOX_MAX: usize = 1024;
-/// How often a shard looks at its inbox (and a forwarder retries a full inbox).
-pub const CONTROL_POLL_INTERVAL: Duration = Duration::from_millis(10);
-
-/// One bounded inbox per shard: the senders (clone one per other shard) and the receivers.
-pub fn inboxes(
-    shard_count: usize,
-) -> (
-    Vec<SyncSender<ControlMessage>>,
-    Vec<Receiver<ControlMessage>>,
-) {
-    (0..shard_count)
-        .map(|_| mpsc::sync_channel(CONTROL_INBOX_MAX))
-        .unzip()
-}
+/// How long a forwarder waits before it retries a full mailbox (rare: only under a burst).
+pub const CONTROL_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 
 /// A shard's door to the control plane. Cheap to clone; lives on one shard only.
 #[derive(Clone)]
@@ -125,20 +118,17 @@ impl ControlHandle {
     }
 }
 
-/// Forward the outbox to every other shard's inbox until the outbox closes.
-pub async fn run_forwarder(
-    outbox: LocalReceiver<ControlMessage>,
-    peers: Vec<(u16, SyncSender<ControlMessage>)>,
-) {
+/// Forward the outbox to every other shard's mailbox until the outbox closes.
+pub async fn run_forwarder(outbox: LocalReceiver<ControlMessage>, peers: Vec<(u16, Mailbox)>) {
     while let Some(msg) = outbox.recv().await {
-        for (peer, inbox) in &peers {
-            let mut pending = msg.clone();
+        for (peer, mailbox) in &peers {
+            let mut pending = ShardCommand::Control(msg.clone());
             loop {
-                match inbox.try_send(pending) {
+                match mailbox.try_send(pending) {
                     Ok(()) => break,
                     Err(TrySendError::Full(back)) => {
                         pending = back;
-                        glommio::timer::sleep(CONTROL_POLL_INTERVAL).await;
+                        glommio::timer::sleep(CONTROL_RETRY_INTERVAL).await;
                     }
                     Err(TrySendError::Disconnected(_)) => {
                         log::debug!("control message to shard {peer} not delivered: it stopped");
@@ -150,35 +140,21 @@ pub async fn run_forwarder(
     }
 }
 
-/// Drain this shard's inbox at every keepalive tick (`crate::waker`, every 10 ms), handing
-/// messages to `apply`, until every sender is gone or `is_stopped()` says so. Once the ticks
-/// stop (the waker ends at shutdown) it polls every [`CONTROL_POLL_INTERVAL`] instead. Draining
-/// on the ticks keeps the shard at one periodic wake-up source instead of two.
-pub async fn run_receiver<F, S>(
-    inbox: Receiver<ControlMessage>,
-    ticks: ConnectedReceiver<()>,
-    apply: F,
-    is_stopped: S,
-) where
+/// Apply every control message that reaches this shard's mailbox, sleeping on the mailbox in
+/// between, until [`ShardCommand::Stop`] arrives (then `stop()` is called) or every sender is
+/// gone.
+pub async fn run_receiver<F, S>(mut mailbox: BoundMailbox<ShardCommand>, apply: F, stop: S)
+where
     F: Fn(ControlMessage),
-    S: Fn() -> bool,
+    S: Fn(),
 {
-    let mut is_ticking = true;
-    loop {
-        loop {
-            match inbox.try_recv() {
-                Ok(msg) => apply(msg),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return,
+    while let Some(cmd) = mailbox.recv().await {
+        match cmd {
+            ShardCommand::Control(msg) => apply(msg),
+            ShardCommand::Stop => {
+                stop();
+                return;
             }
-        }
-        if is_stopped() {
-            return;
-        }
-        if is_ticking {
-            is_ticking = ticks.recv().await.is_some();
-        } else {
-            glommio::timer::sleep(CONTROL_POLL_INTERVAL).await;
         }
     }
 }

@@ -9,6 +9,8 @@
 
 pub mod context;
 pub mod control;
+pub mod health;
+pub mod route_wait;
 
 use std::cell::Cell;
 use std::rc::{Rc, Weak};
@@ -73,6 +75,8 @@ pub struct Shard {
     persist_gate: glommio::sync::Semaphore,
     /// Request counters for GET_BROKER_RUNTIME_INFO and the metrics endpoint.
     metrics: crate::metrics::ShardMetrics,
+    /// Sends that auto-create a topic wait here for its route to list every shard.
+    route_wait: route_wait::RouteWait,
 }
 
 impl Shard {
@@ -104,7 +108,9 @@ impl Shard {
         let schedule = Scheduler::open(&config_dir)?;
         let transactions = TransactionService::open(&config_dir)?;
         let seed = u64::try_from(now_ms()).unwrap_or(1) ^ (u64::from(ctx.shard_id) << 48) | 1;
+        let route_wait = route_wait::RouteWait::new(ctx.config.registration_targets());
         let shard = Rc::new(Shard {
+            route_wait,
             ctx,
             store,
             topics,
@@ -310,6 +316,32 @@ impl Shard {
         }
         self.ctx.control.request_register();
         Ok(outcome)
+    }
+
+    /// Waits until every nameserver's route for `topic` lists every shard of this process
+    /// (`route_wait`), at most `syncFlushTimeout`; past it, SYSTEM_BUSY.
+    pub async fn wait_topic_routed(&self, topic: &str) -> Result<(), BrokerError> {
+        let names: Vec<String> = (0..self.ctx.shard_count)
+            .map(|i| self.ctx.config.shard_broker_name(i))
+            .collect();
+        let timeout = Duration::from_millis(self.ctx.config.sync_flush_timeout_ms);
+        self.route_wait
+            .wait(topic, &names, timeout)
+            .await
+            .map_err(|e| {
+                log::warn!(
+                    "shard {}: route of new topic {topic} not complete ({e:?}) within {timeout:?}",
+                    self.id()
+                );
+                BrokerError::SystemBusy(format!(
+                    "topic {topic} created, but its route does not list every broker yet"
+                ))
+            })
+    }
+
+    /// True while a send waits for `topic`'s route to list every shard.
+    pub fn is_route_pending(&self, topic: &str) -> bool {
+        self.route_wait.is_pending(topic)
     }
 
     /// Deletes a topic here and on every other shard.

@@ -1,5 +1,4 @@
-//! Shared setup for the processor-level tests: a real `petrel` process (or an in-process shard)
-//! on ports the test picks, with its store in a temp dir, and a small blocking remoting client
+//! Shared setup for the processor-level tests: a real `petrel` process on ports the test picks, with its store in a temp dir, and a small blocking remoting client
 //! over std sockets.
 //! Every broker a test starts is stopped (SIGTERM, then kill) when its handle drops.
 #![allow(dead_code)]
@@ -22,14 +21,6 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// How the broker under test runs: by default the `petrel` binary; with
-/// PETREL_TEST_IN_PROCESS=1, one real shard served in-process by the same connection layer on
-/// its own glommio executor (handy under a debugger).
-enum Running {
-    Binary(Child),
-    InProcess(InProcess),
-}
-
 /// A pair of consecutive free loopback ports `(p, p + 1)` (for a 2-shard broker).
 pub fn free_port_pair() -> Result<u16> {
     for _ in 0..100 {
@@ -47,7 +38,7 @@ pub fn free_port_pair() -> Result<u16> {
 
 /// One broker (one shard unless started with `start_sharded`).
 pub struct Broker {
-    child: Option<Running>,
+    child: Option<Child>,
     pub store_dir: PathBuf,
     /// Shard 0's port; shard `i` listens on `port + i`.
     pub port: u16,
@@ -123,14 +114,7 @@ impl Broker {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        if self.args.is_empty() && std::env::var_os("PETREL_TEST_IN_PROCESS").is_some() {
-            let conf = std::fs::read_to_string(&self.conf_path)?;
-            let running = InProcess::start(&self.conf_path, &conf)?;
-            self.child = Some(Running::InProcess(running));
-            self.wait_ready()
-        } else {
-            self.spawn_binary()
-        }
+        self.spawn_binary()
     }
 
     fn spawn_binary(&mut self) -> Result<()> {
@@ -150,7 +134,7 @@ impl Broker {
             .stderr(log)
             .spawn()
             .context("spawn petrel")?;
-        self.child = Some(Running::Binary(child));
+        self.child = Some(child);
         self.wait_ready().with_context(|| {
             format!(
                 "broker did not come up; log:\n{}",
@@ -163,17 +147,9 @@ impl Broker {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match self.child.as_mut() {
-                Some(Running::Binary(child)) => {
+                Some(child) => {
                     if let Some(status) = child.try_wait()? {
                         bail!("petrel exited early: {status}");
-                    }
-                }
-                Some(Running::InProcess(p)) => {
-                    if p.thread
-                        .as_ref()
-                        .is_none_or(std::thread::JoinHandle::is_finished)
-                    {
-                        bail!("in-process broker stopped early");
                     }
                 }
                 None => bail!("broker not started"),
@@ -215,10 +191,8 @@ impl Broker {
 
     /// Graceful stop (SIGTERM), waiting for exit; kills after 30 s.
     pub fn stop(&mut self) -> Result<()> {
-        let mut child = match self.child.take() {
-            None => return Ok(()),
-            Some(Running::InProcess(mut p)) => return p.stop(),
-            Some(Running::Binary(child)) => child,
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
         };
         let pid = i32::try_from(child.id()).context("pid")?;
         let _ = signal_term(pid);
@@ -243,16 +217,11 @@ impl Broker {
     }
 
     /// Kills the broker without a shutdown (SIGKILL: nothing flushed or persisted beyond what
-    /// already was) and starts it again on the same ports and store. In-process brokers
-    /// cannot be killed and are stopped gracefully instead.
+    /// already was) and starts it again on the same ports and store.
     pub fn crash_restart(&mut self) -> Result<()> {
-        match self.child.take() {
-            Some(Running::Binary(mut child)) => {
-                child.kill().context("kill petrel")?;
-                child.wait().context("wait for petrel")?;
-            }
-            Some(Running::InProcess(mut p)) => p.stop()?,
-            None => {}
+        if let Some(mut child) = self.child.take() {
+            child.kill().context("kill petrel")?;
+            child.wait().context("wait for petrel")?;
         }
         self.respawn()
     }
@@ -285,109 +254,10 @@ fn signal_term(pid: i32) -> std::io::Result<()> {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        match self.child.take() {
-            Some(Running::Binary(mut child)) => {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            Some(Running::InProcess(mut p)) => {
-                let _ = p.stop();
-            }
-            None => {}
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
-    }
-}
-
-/// A shard served in-process: the same `Shard` and connection layer the binary runs, on one
-/// glommio executor thread, with the config parsed from the same broker.conf text.
-struct InProcess {
-    thread: Option<std::thread::JoinHandle<()>>,
-    is_stop_requested: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl InProcess {
-    fn start(conf_path: &std::path::Path, conf: &str) -> Result<InProcess> {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::Arc;
-
-        let mut config = broker::config::BrokerConfig::default();
-        config
-            .apply_properties(conf_path, conf)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let is_stop_requested = Arc::new(AtomicBool::new(false));
-        let stop_flag = is_stop_requested.clone();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .name("test-shard")
-            .spawn(move || async move {
-                use broker::remoting::connection::{
-                    accept_loop, ConnectionLimits, ConnectionTracker, StopSignal,
-                };
-                let config = std::rc::Rc::new(config);
-                let (control, _endpoints) = broker::shard::control::ControlHandle::new(0, 1);
-                let ctx = broker::shard::ShardContext::new(0, config.clone(), control);
-                let shard = match broker::shard::Shard::open(ctx).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("shard open: {e}")));
-                        return;
-                    }
-                };
-                let listener = match glommio::net::TcpListener::bind(config.bind_addr(0)) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("bind: {e}")));
-                        return;
-                    }
-                };
-                let tracker = ConnectionTracker::new(0);
-                let stop = std::rc::Rc::new(StopSignal::default());
-                let watcher_stop = stop.clone();
-                glommio::spawn_local(async move {
-                    while !stop_flag.load(Ordering::Relaxed) {
-                        glommio::timer::sleep(Duration::from_millis(20)).await;
-                    }
-                    watcher_stop.stop();
-                })
-                .detach();
-                let _ = ready_tx.send(Ok(()));
-                accept_loop(
-                    listener,
-                    shard.clone(),
-                    tracker.clone(),
-                    ConnectionLimits::default(),
-                    stop,
-                )
-                .await;
-                shard.begin_shutdown();
-                tracker.close_all();
-                tracker.drain(Duration::from_secs(5)).await;
-                shard.shutdown().await;
-            })
-            .map_err(|e| anyhow::anyhow!("start executor: {e}"))?;
-        let thread = std::thread::spawn(move || {
-            let _ = executor.join();
-        });
-        match ready_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => bail!("in-process broker failed: {e}"),
-            Err(e) => bail!("in-process broker not ready: {e}"),
-        }
-        Ok(InProcess {
-            thread: Some(thread),
-            is_stop_requested,
-        })
-    }
-
-    fn stop(&mut self) -> Result<()> {
-        self.is_stop_requested
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join()
-                .map_err(|_| anyhow::anyhow!("executor thread panicked"))?;
-        }
-        Ok(())
     }
 }
 

@@ -49,14 +49,8 @@ pub fn msg<'a>(topic: &'a str, queue: u32, body: &'a [u8], props: &'a str) -> Pu
     }
 }
 
-/// See `engine::keepalive`.
-pub fn keep_executor_awake() -> std::rc::Rc<std::cell::Cell<bool>> {
-    engine::keepalive::keep_executor_awake()
-}
-
-/// Runs `f` in a fresh glommio executor on its own thread, kept awake by
-/// `engine::keepalive` for the whole run (glommio 0.9.0 can park with runnable tasks even while
-/// real disk I/O is in use: the SIGKILL test's reopen once parked for minutes).
+/// Runs `f` in a fresh glommio executor on its own thread (the broker's 1 ms preempt timer, so
+/// the tests exercise the executor settings production uses).
 pub fn run<F, Fut, T>(f: F) -> T
 where
     F: FnOnce() -> Fut + Send + 'static,
@@ -65,17 +59,9 @@ where
 {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .io_memory(4 << 20)
-        // 100 ms (glommio's default), not the broker's 1 ms: the park-with-runnable-tasks
-        // bug (engine::keepalive) follows a preempt-timer expiry, so fewer expiries mean fewer
-        // chances; these tests have no latency target.
-        .preempt_timer(std::time::Duration::from_millis(100))
+        .preempt_timer(std::time::Duration::from_millis(1))
         .spin_before_park(std::time::Duration::from_micros(20))
-        .spawn(move || async move {
-            let awake = engine::keepalive::keep_executor_awake();
-            let out = f().await;
-            awake.set(false);
-            out
-        })
+        .spawn(move || async move { f().await })
         .expect("spawn executor")
         .join()
         .expect("executor thread")

@@ -1,0 +1,98 @@
+//! Shard health: when a shard's executor last ran, and how often it stalled.
+//!
+//! Each shard runs a heartbeat task that stamps [`ShardHealth::beat`] every
+//! [`HEARTBEAT_INTERVAL`]. The heartbeat's timer is work the shard always has: if the stamp is
+//! older than the interval plus [`STALL_THRESHOLD`], the executor has had a due task for longer
+//! than the threshold without running it. That is a stall (a parked executor, a task that does
+//! not yield, a blocking call), and the supervisor (`runtime::supervisor`, on the main thread)
+//! counts it once per episode in `stalls_total`, shown as `petrel_shard_stalls_total{shard}`.
+//!
+//! Shared between the shard's thread (writes the stamp) and the supervisor and metrics readers,
+//! so the two fields are atomics: control plane only, touched four times a second.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often a shard stamps its heartbeat.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
+/// A due heartbeat later than this is a stall.
+pub const STALL_THRESHOLD: Duration = Duration::from_millis(100);
+
+/// One shard's liveness record (see the module doc).
+#[derive(Debug)]
+pub struct ShardHealth {
+    shard_id: u16,
+    epoch: Instant,
+    /// Milliseconds from `epoch` to the last heartbeat.
+    last_beat_ms: AtomicU64,
+    stalls_total: AtomicU64,
+}
+
+impl ShardHealth {
+    /// A record whose first heartbeat counts from `epoch` (the supervisor's start).
+    pub fn new(shard_id: u16, epoch: Instant) -> Self {
+        Self {
+            shard_id,
+            epoch,
+            last_beat_ms: AtomicU64::new(millis(epoch.elapsed())),
+            stalls_total: AtomicU64::new(0),
+        }
+    }
+
+    pub fn shard_id(&self) -> u16 {
+        self.shard_id
+    }
+
+    /// The shard's executor is running now.
+    pub fn beat(&self) {
+        self.last_beat_ms
+            .store(millis(self.epoch.elapsed()), Ordering::Relaxed);
+    }
+
+    /// How long the heartbeat has been due without running (zero when it is not late).
+    pub fn overdue(&self) -> Duration {
+        let since = millis(self.epoch.elapsed())
+            .saturating_sub(self.last_beat_ms.load(Ordering::Relaxed));
+        Duration::from_millis(since).saturating_sub(HEARTBEAT_INTERVAL)
+    }
+
+    /// One more stall episode.
+    pub fn count_stall(&self) {
+        self.stalls_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stall episodes since start.
+    pub fn stalls_total(&self) -> u64 {
+        self.stalls_total.load(Ordering::Relaxed)
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Stamp `health` every [`HEARTBEAT_INTERVAL`] for as long as the current executor runs.
+pub async fn run_heartbeat(health: std::sync::Arc<ShardHealth>) {
+    loop {
+        health.beat();
+        glommio::timer::sleep(HEARTBEAT_INTERVAL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_is_overdue_only_after_its_interval() {
+        let h = ShardHealth::new(0, Instant::now());
+        assert_eq!(h.overdue(), Duration::ZERO);
+        let old = ShardHealth::new(1, Instant::now() - Duration::from_secs(2));
+        old.last_beat_ms.store(0, Ordering::Relaxed);
+        assert!(old.overdue() >= Duration::from_millis(1_700));
+        old.beat();
+        assert_eq!(old.overdue(), Duration::ZERO);
+        old.count_stall();
+        assert_eq!(old.stalls_total(), 1);
+    }
+}
