@@ -11,6 +11,12 @@ use std::net::SocketAddr;
 
 /// Listen backlog (glommio's own `bind` uses the same).
 const BACKLOG: i32 = 1024;
+/// How long a bind that finds its port in use keeps trying: a previous process's listener can
+/// outlive that process by a few milliseconds, while the kernel tears down its io_uring (seen
+/// in a restart right after SIGKILL).
+pub const BIND_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(3);
+/// Pause between two such tries.
+const BIND_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A listener that could not be opened.
 #[derive(thiserror::Error, Debug)]
@@ -21,8 +27,24 @@ pub struct ListenError {
     pub source: std::io::Error,
 }
 
-/// Bind and listen on `addr`, from any thread.
+/// Bind and listen on `addr`, from any thread (blocking: a port in use is retried for up to
+/// [`BIND_RETRY_MAX`]). Call before the executors start.
 pub fn bind_std(addr: SocketAddr) -> Result<std::net::TcpListener, ListenError> {
+    let started = std::time::Instant::now();
+    loop {
+        match bind_once(addr) {
+            Err(e)
+                if e.source.kind() == std::io::ErrorKind::AddrInUse
+                    && started.elapsed() < BIND_RETRY_MAX =>
+            {
+                std::thread::sleep(BIND_RETRY_PAUSE);
+            }
+            other => return other,
+        }
+    }
+}
+
+fn bind_once(addr: SocketAddr) -> Result<std::net::TcpListener, ListenError> {
     let bind = || -> std::io::Result<std::net::TcpListener> {
         use socket2::{Domain, Protocol, Socket, Type};
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -34,9 +56,10 @@ pub fn bind_std(addr: SocketAddr) -> Result<std::net::TcpListener, ListenError> 
     bind().map_err(|source| ListenError { addr, source })
 }
 
-/// Bind `addr` and hand it to the current glommio executor. Call inside an executor.
+/// Bind `addr` (once, no retry: this runs on an executor) and hand it to the current glommio
+/// executor. Call inside an executor.
 pub fn bind_listener(addr: SocketAddr) -> Result<glommio::net::TcpListener, ListenError> {
-    bind_std(addr).map(into_glommio)
+    bind_once(addr).map(into_glommio)
 }
 
 /// Hand a bound listener to the current glommio executor. Call inside an executor.

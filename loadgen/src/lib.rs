@@ -30,6 +30,7 @@ pub mod client;
 pub mod codec;
 pub mod consume;
 pub mod floor;
+pub mod idle;
 pub mod petrel;
 pub mod produce;
 pub mod report;

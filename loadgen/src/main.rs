@@ -78,6 +78,20 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// CPU an idle petrel uses: per-thread CPU time over a window with no client traffic.
+    Idle {
+        #[command(flatten)]
+        suite: SuiteArgs,
+        /// Length of the measured window.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        window: Duration,
+        /// Wait this long after start-up before measuring.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        settle: Duration,
+        /// Also write the markdown report here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// A markdown comparison table of saved JSON reports (e.g. Petrel and a peer broker).
     Summarize {
         #[arg(required = true)]
@@ -218,6 +232,12 @@ fn main() -> Result<()> {
         }
         None => run_produce(&cli.load, false),
         Some(Command::Suite { suite, out }) => run_suite(&suite, out, &cli.load),
+        Some(Command::Idle {
+            suite,
+            window,
+            settle,
+            out,
+        }) => run_idle(&suite, window, settle, out.as_deref()),
         Some(Command::Produce(a)) => run_produce(&a, false),
         Some(Command::E2e(a)) => run_produce(&a, true),
         Some(Command::Sweep {
@@ -236,6 +256,31 @@ fn main() -> Result<()> {
         Some(Command::Plot { inputs, out, title }) => run_plot(&inputs, &out, &title),
         Some(Command::Summarize { inputs, out }) => run_summarize(&inputs, out.as_deref()),
     }
+}
+
+fn run_idle(s: &SuiteArgs, window: Duration, settle: Duration, out: Option<&Path>) -> Result<()> {
+    let binary = loadgen::petrel::find_binary(s.petrel.as_deref())?;
+    let stamp = std::process::id();
+    let store = s.store_root.join(format!("loadgen-idle-{stamp}"));
+    let log = std::env::temp_dir().join(format!("loadgen-idle-{stamp}.log"));
+    eprintln!("loadgen: idle petrel {}, {window:?} window", binary.display());
+    let report = loadgen::idle::measure(
+        &binary,
+        store.clone(),
+        log,
+        s.petrel_args.clone(),
+        settle,
+        window,
+    );
+    let _ = std::fs::remove_dir_all(&store);
+    let report = report?;
+    let command: Vec<String> = std::env::args().collect();
+    let md = report.to_markdown(&command.join(" "));
+    print!("{md}");
+    if let Some(path) = out {
+        std::fs::write(path, &md).with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn run_suite(s: &SuiteArgs, out: Option<PathBuf>, load: &LoadArgs) -> Result<()> {

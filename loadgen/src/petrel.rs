@@ -13,9 +13,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::route;
 
-/// How long a broker may take to accept connections and register its shards.
+/// How long a broker may take to accept connections and register its shards (petrel itself
+/// exits non-zero when a shard is not up within its `startupTimeoutMs`, 10 s by default).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-const START_ATTEMPTS_MAX: usize = 3;
 /// How long a SIGTERM may take before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -49,8 +49,6 @@ pub struct PetrelProcess {
     pub namesrv: SocketAddr,
     pub listen_port: u16,
     pub broker_count: usize,
-    /// Why earlier start attempts failed (empty when the first one worked).
-    pub failed_starts: Vec<String>,
     log_path: PathBuf,
 }
 
@@ -126,32 +124,11 @@ pub fn free_port_range(span: u16) -> Result<u16> {
 
 impl PetrelProcess {
     /// Starts petrel and waits until its nameserver lists every shard as a broker. A start
-    /// that does not get there within [`START_TIMEOUT`] is killed and retried (fresh ports,
-    /// fresh store), up to [`START_ATTEMPTS_MAX`] times; `failed_starts` says what happened.
+    /// that does not get there within [`START_TIMEOUT`] is an error (never retried: petrel's
+    /// start-up contract is that every shard comes up or the process exits non-zero).
     pub fn start(opts: &PetrelOptions) -> Result<PetrelProcess> {
         let shards = expected_shards(&opts.extra_args);
-        let mut failures = Vec::new();
-        for attempt in 1..=START_ATTEMPTS_MAX {
-            let store_dir = if attempt == 1 {
-                opts.store_dir.clone()
-            } else {
-                opts.store_dir.with_extension(format!("retry{attempt}"))
-            };
-            match Self::start_once(opts, &store_dir, shards) {
-                Ok(mut p) => {
-                    p.failed_starts = failures;
-                    return Ok(p);
-                }
-                Err(e) => {
-                    eprintln!("loadgen: petrel start attempt {attempt} failed: {e:#}");
-                    failures.push(format!("{e:#}"));
-                }
-            }
-        }
-        bail!(
-            "petrel did not start in {START_ATTEMPTS_MAX} attempts:\n{}",
-            failures.join("\n---\n")
-        )
+        Self::start_once(opts, &opts.store_dir, shards)
     }
 
     fn start_once(opts: &PetrelOptions, store_dir: &Path, shards: usize) -> Result<PetrelProcess> {
@@ -185,7 +162,6 @@ impl PetrelProcess {
             namesrv: SocketAddr::from(([127, 0, 0, 1], namesrv_port)),
             listen_port,
             broker_count: 0,
-            failed_starts: Vec::new(),
             log_path: opts.log_path.clone(),
         };
         // On failure `p` is dropped, which kills the child.
@@ -224,6 +200,19 @@ impl PetrelProcess {
         }
     }
 
+    /// The child's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The broker's stall summary (`shard stalls: …`, logged at exit), if it logged one.
+    pub fn stall_summary(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.log_path).ok()?;
+        let line = text.lines().rev().find(|l| l.contains("shard stalls:"))?;
+        line.split_once("shard stalls:")
+            .map(|(_, counts)| format!("shard stalls:{counts}"))
+    }
+
     /// The last lines of the child's log.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
@@ -231,7 +220,8 @@ impl PetrelProcess {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    /// SIGTERM, wait, then SIGKILL if needed. Returns how the child ended.
+    /// SIGTERM, wait, then SIGKILL if needed. Returns how the child ended, with its stall
+    /// counts (`petrel_shard_stalls_total`, which must read 0).
     pub fn stop(mut self) -> Result<String> {
         self.stop_inner()
     }
@@ -245,7 +235,10 @@ impl PetrelProcess {
         let deadline = Instant::now() + STOP_TIMEOUT;
         while Instant::now() < deadline {
             if let Some(status) = child.try_wait().context("poll petrel")? {
-                return Ok(format!("exited after SIGTERM: {status}"));
+                let stalls = self
+                    .stall_summary()
+                    .unwrap_or_else(|| "no stall summary logged".into());
+                return Ok(format!("exited after SIGTERM: {status}; {stalls}"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -271,14 +271,6 @@ fn start_petrel(
     if !report.notes.contains(&note) {
         report.notes.push(note);
     }
-    if !p.failed_starts.is_empty() {
-        report.notes.push(format!(
-            "petrel ({}) needed {} start attempts; earlier attempts: {}",
-            flush.as_str(),
-            p.failed_starts.len() + 1,
-            p.failed_starts.join(" | ").replace('\n', " ")
-        ));
-    }
     eprintln!(
         "loadgen: petrel up, {} broker(s) registered at {}",
         p.broker_count, p.namesrv

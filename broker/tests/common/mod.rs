@@ -46,6 +46,8 @@ pub struct Broker {
     pub shards: u16,
     /// Extra command-line arguments for `petrel` (always runs the binary when set).
     args: Vec<String>,
+    /// Extra environment variables for `petrel`.
+    env: Vec<(String, String)>,
     conf_path: PathBuf,
     _dir: Option<tempfile::TempDir>,
 }
@@ -58,15 +60,24 @@ impl Broker {
 
     /// Starts a broker with extra broker.conf lines (`key=value`).
     pub fn start_with(extra_conf: &[&str]) -> Result<Broker> {
-        Self::start_inner(extra_conf, 1)
+        Self::start_inner(extra_conf, 1, &[])
     }
 
     /// Starts the `petrel` binary with `--shards <shards>` (ports `port..port + shards`).
     pub fn start_sharded(shards: u16) -> Result<Broker> {
-        Self::start_inner(&[], shards)
+        Self::start_inner(&[], shards, &[])
     }
 
-    fn start_inner(extra_conf: &[&str], shards: u16) -> Result<Broker> {
+    /// Starts `shards` shards with extra broker.conf lines and environment variables.
+    pub fn start_sharded_with(
+        shards: u16,
+        extra_conf: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Broker> {
+        Self::start_inner(extra_conf, shards, env)
+    }
+
+    fn start_inner(extra_conf: &[&str], shards: u16, env: &[(&str, &str)]) -> Result<Broker> {
         let dir = tempfile::tempdir().context("temp dir")?;
         let store_dir = dir.path().join("store");
         let conf_path = dir.path().join("broker.conf");
@@ -106,6 +117,10 @@ impl Broker {
             namesrv_port,
             shards,
             args,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             conf_path,
             _dir: Some(dir),
         };
@@ -129,6 +144,7 @@ impl Broker {
             .arg(&self.conf_path)
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -210,6 +226,45 @@ impl Broker {
         }
     }
 
+    /// The broker's log so far (every run of this broker appends to it).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.conf_path.with_file_name("petrel.log")).unwrap_or_default()
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM, then the exit status within `deadline` (killed and an error past it).
+    pub fn terminate(&mut self, deadline: Duration) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("broker not running")?;
+        let pid = i32::try_from(child.id()).context("pid")?;
+        signal_term(pid)?;
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("petrel did not exit within {deadline:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Drops the extra environment variables for the next start.
+    pub fn clear_env(&mut self) {
+        self.env.clear();
+    }
+
+    /// Starts the stopped broker again on the same ports and store.
+    pub fn start_again(&mut self) -> Result<()> {
+        self.respawn()
+    }
+
     /// Stops and starts again on the same ports and store.
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;
@@ -255,6 +310,10 @@ fn signal_term(pid: i32) -> std::io::Result<()> {
 impl Drop for Broker {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if let Ok(Some(status)) = child.try_wait() {
+                // It died under the test: show why.
+                eprintln!("petrel exited on its own ({status}); its log:\n{}", self.log());
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -542,6 +601,30 @@ pub fn props(pairs: &[(&str, &str)]) -> String {
         s.push('\u{2}');
     }
     s
+}
+
+/// The broker names the nameserver at `namesrv` lists in `topic`'s queue data (empty when it
+/// has no route), asked over a brand-new connection as a new client would.
+pub fn route_broker_names(namesrv: SocketAddr, topic: &str) -> Result<Vec<String>> {
+    let mut ns = Client::connect(namesrv)?;
+    let r = ns.request(
+        RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic),
+    )?;
+    if r.code == ResponseCode::TOPIC_NOT_EXIST {
+        return Ok(Vec::new());
+    }
+    if r.code != ResponseCode::SUCCESS {
+        bail!("route of {topic}: {}", code_of(&r));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&r.body).context("route JSON")?;
+    let mut names: Vec<String> = v["queueDatas"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|q| q["brokerName"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// A decoded stored record (the fields tests look at).
