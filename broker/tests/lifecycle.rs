@@ -10,78 +10,11 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use common::*;
-
-/// Stops what it holds when dropped: CPU hogs, the disk writer.
-struct Load {
-    hogs: Vec<Child>,
-    is_writing: Arc<AtomicBool>,
-    writer: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    /// One busy-looping process per CPU, and a thread that writes and fdatasyncs 1 MiB chunks
-    /// into a file on the store's disk without pause.
-    fn start(dir: &std::path::Path) -> Result<Load> {
-        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let mut hogs = Vec::new();
-        for _ in 0..cpus {
-            let hog = Command::new("sh")
-                .args(["-c", "while :; do :; done"])
-                .stdin(Stdio::null())
-                .spawn()
-                .context("spawn a busy process")?;
-            hogs.push(hog);
-        }
-        let is_writing = Arc::new(AtomicBool::new(true));
-        let flag = is_writing.clone();
-        let path = dir.join("disk-load");
-        let writer = std::thread::spawn(move || {
-            let Ok(mut f) = std::fs::File::create(&path) else {
-                return;
-            };
-            let chunk = vec![0x5au8; 1 << 20];
-            let mut written = 0usize;
-            while flag.load(Ordering::Relaxed) {
-                if f.write_all(&chunk).is_err() || f.sync_data().is_err() {
-                    return;
-                }
-                written += chunk.len();
-                if written >= 64 << 20 {
-                    written = 0;
-                    let _ = f.set_len(0);
-                    let _ = std::io::Seek::rewind(&mut f);
-                }
-            }
-            let _ = std::fs::remove_file(&path);
-        });
-        Ok(Load {
-            hogs,
-            is_writing,
-            writer: Some(writer),
-        })
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        for hog in &mut self.hogs {
-            let _ = hog.kill();
-            let _ = hog.wait();
-        }
-        self.is_writing.store(false, Ordering::Relaxed);
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
-        }
-    }
-}
 
 fn count(log: &str, needle: &str) -> usize {
     log.matches(needle).count()

@@ -18,23 +18,27 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
 /// A due heartbeat later than this is a stall.
 pub const STALL_THRESHOLD: Duration = Duration::from_millis(100);
 
+/// `last_beat_ms` before the executor's first heartbeat: an executor that has not started yet
+/// has not stalled (a shard that never starts fails the start-up deadline instead).
+const NOT_STARTED: u64 = u64::MAX;
+
 /// One shard's liveness record (see the module doc).
 #[derive(Debug)]
 pub struct ShardHealth {
     shard_id: u16,
     epoch: Instant,
-    /// Milliseconds from `epoch` to the last heartbeat.
+    /// Milliseconds from `epoch` to the last heartbeat; [`NOT_STARTED`] before the first.
     last_beat_ms: AtomicU64,
     stalls_total: AtomicU64,
 }
 
 impl ShardHealth {
-    /// A record whose first heartbeat counts from `epoch` (the supervisor's start).
+    /// A record whose heartbeats count from `epoch` (the supervisor's start).
     pub fn new(shard_id: u16, epoch: Instant) -> Self {
         Self {
             shard_id,
             epoch,
-            last_beat_ms: AtomicU64::new(millis(epoch.elapsed())),
+            last_beat_ms: AtomicU64::new(NOT_STARTED),
             stalls_total: AtomicU64::new(0),
         }
     }
@@ -49,10 +53,14 @@ impl ShardHealth {
             .store(millis(self.epoch.elapsed()), Ordering::Relaxed);
     }
 
-    /// How long the heartbeat has been due without running (zero when it is not late).
+    /// How long the heartbeat has been due without running (zero when it is not late, or
+    /// before the first heartbeat).
     pub fn overdue(&self) -> Duration {
-        let since = millis(self.epoch.elapsed())
-            .saturating_sub(self.last_beat_ms.load(Ordering::Relaxed));
+        let last = self.last_beat_ms.load(Ordering::Relaxed);
+        if last == NOT_STARTED {
+            return Duration::ZERO;
+        }
+        let since = millis(self.epoch.elapsed()).saturating_sub(last);
         Duration::from_millis(since).saturating_sub(HEARTBEAT_INTERVAL)
     }
 
@@ -85,8 +93,8 @@ mod tests {
 
     #[test]
     fn a_heartbeat_is_overdue_only_after_its_interval() {
-        let h = ShardHealth::new(0, Instant::now());
-        assert_eq!(h.overdue(), Duration::ZERO);
+        let h = ShardHealth::new(0, Instant::now() - Duration::from_secs(2));
+        assert_eq!(h.overdue(), Duration::ZERO, "not started yet");
         let old = ShardHealth::new(1, Instant::now() - Duration::from_secs(2));
         old.last_beat_ms.store(0, Ordering::Relaxed);
         assert!(old.overdue() >= Duration::from_millis(1_700));

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -14,6 +16,8 @@ use broker::remoting::{RemotingCommand, RequestCode, ResponseCode};
 use bytes::{Bytes, BytesMut};
 
 pub const FRAME_SIZE_MAX: usize = 16 * 1024 * 1024;
+/// What petrel logs once every shard is open and registered.
+pub const READY_LINE: &str = "] ready: ";
 
 /// A free loopback port (bound then released; the broker binds it right after).
 pub fn free_port() -> Result<u16> {
@@ -133,6 +137,7 @@ impl Broker {
     }
 
     fn spawn_binary(&mut self) -> Result<()> {
+        let ready_before = self.log().matches(READY_LINE).count();
         let log_path = self.conf_path.with_file_name("petrel.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -151,7 +156,7 @@ impl Broker {
             .spawn()
             .context("spawn petrel")?;
         self.child = Some(child);
-        self.wait_ready().with_context(|| {
+        self.wait_ready(ready_before + 1).with_context(|| {
             format!(
                 "broker did not come up; log:\n{}",
                 std::fs::read_to_string(&log_path).unwrap_or_default()
@@ -159,7 +164,9 @@ impl Broker {
         })
     }
 
-    fn wait_ready(&mut self) -> Result<()> {
+    /// Waits until the log holds `ready_lines` start-up `ready:` lines (every shard open and
+    /// registered with the nameserver), or fails when petrel exits or after 30 s.
+    fn wait_ready(&mut self, ready_lines: usize) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match self.child.as_mut() {
@@ -170,20 +177,13 @@ impl Broker {
                 }
                 None => bail!("broker not started"),
             }
-            // A request each shard answers proves it is open, not only listening.
-            let is_ready = (0..self.shards).all(|i| {
-                Client::connect(self.shard_addr(i)).is_ok_and(|mut c| {
-                    c.request(RemotingCommand::request(RequestCode::GET_BROKER_CONFIG))
-                        .is_ok()
-                })
-            });
-            if is_ready {
+            if self.log().matches(READY_LINE).count() >= ready_lines {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 bail!("petrel not ready on port {} after 30 s", self.port);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -625,6 +625,70 @@ pub fn route_broker_names(namesrv: SocketAddr, topic: &str) -> Result<Vec<String
         .collect();
     names.sort();
     Ok(names)
+}
+
+/// Stops what it holds when dropped: CPU hogs, the disk writer.
+pub struct Load {
+    hogs: Vec<Child>,
+    is_writing: Arc<AtomicBool>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// One busy-looping process per CPU, and a thread that writes and fdatasyncs 1 MiB chunks
+    /// into a file on the store's disk without pause.
+    pub fn start(dir: &std::path::Path) -> Result<Load> {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut hogs = Vec::new();
+        for _ in 0..cpus {
+            let hog = Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .stdin(Stdio::null())
+                .spawn()
+                .context("spawn a busy process")?;
+            hogs.push(hog);
+        }
+        let is_writing = Arc::new(AtomicBool::new(true));
+        let flag = is_writing.clone();
+        let path = dir.join("disk-load");
+        let writer = std::thread::spawn(move || {
+            let Ok(mut f) = std::fs::File::create(&path) else {
+                return;
+            };
+            let chunk = vec![0x5au8; 1 << 20];
+            let mut written = 0usize;
+            while flag.load(Ordering::Relaxed) {
+                if f.write_all(&chunk).is_err() || f.sync_data().is_err() {
+                    return;
+                }
+                written += chunk.len();
+                if written >= 64 << 20 {
+                    written = 0;
+                    let _ = f.set_len(0);
+                    let _ = std::io::Seek::rewind(&mut f);
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        });
+        Ok(Load {
+            hogs,
+            is_writing,
+            writer: Some(writer),
+        })
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        for hog in &mut self.hogs {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+        self.is_writing.store(false, Ordering::Relaxed);
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 /// A decoded stored record (the fields tests look at).
