@@ -29,9 +29,9 @@ use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures_lite::future;
 
 use crate::error::BrokerError;
+use crate::listener::{bind_listener, ListenError};
 use crate::remoting::connection::StopSignal;
 use crate::remoting::{RemotingCommand, RequestCode, ResponseCode};
-use crate::listener::{bind_listener, ListenError};
 use crate::shard::Shard;
 
 /// Upper bounds (µs) of the send latency histogram buckets; `+Inf` is implied.

@@ -25,7 +25,10 @@ fn wait_for_log(broker: &Broker, needle: &str, n: usize, deadline: Duration) -> 
     let until = Instant::now() + deadline;
     while count(&broker.log(), needle) < n {
         if Instant::now() > until {
-            bail!("no {n}th {needle:?} within {deadline:?}; log:\n{}", broker.log());
+            bail!(
+                "no {n}th {needle:?} within {deadline:?}; log:\n{}",
+                broker.log()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -39,7 +42,11 @@ fn wait_for_log(broker: &Broker, needle: &str, n: usize, deadline: Duration) -> 
 #[test]
 fn fifty_starts_under_load_register_every_shard_and_stop_cleanly() -> Result<()> {
     let mut broker = Broker::start_sharded(2)?;
-    let load_dir = broker.store_dir.parent().context("store parent")?.to_path_buf();
+    let load_dir = broker
+        .store_dir
+        .parent()
+        .context("store parent")?
+        .to_path_buf();
     let _load = Load::start(&load_dir)?;
     let ready_line = "ready: 2 shards registered as test-broker_0, test-broker_1";
     let clean_stop = "shard stalls: shard 0: 0, shard 1: 0";
@@ -83,7 +90,11 @@ fn a_shard_that_cannot_open_stops_the_process_and_is_named() -> Result<()> {
     let text = format!("{err:#}");
     assert!(text.contains("exited early"), "{text}");
     assert!(text.contains("shard 1 failed"), "{text}");
-    assert_eq!(count(&broker.log(), "ready:"), 1, "only the first run was ready");
+    assert_eq!(
+        count(&broker.log(), "ready:"),
+        1,
+        "only the first run was ready"
+    );
     Ok(())
 }
 
@@ -158,7 +169,9 @@ fn registration_retries_quickly_at_start_up_and_after_a_nameserver_restart() -> 
     });
     std::thread::sleep(Duration::from_millis(1500));
     let first = Namesrv::start(port)?;
-    let broker = starting.join().map_err(|_| anyhow::anyhow!("start panicked"))??;
+    let broker = starting
+        .join()
+        .map_err(|_| anyhow::anyhow!("start panicked"))??;
     let took = wait_for_both_shards(addr, "TBW102")?;
     assert!(took < Duration::from_secs(3), "start-up: {took:?}");
     wait_for_log(&broker, "ready: 2 shards", 1, Duration::from_secs(5))?;
@@ -185,7 +198,10 @@ fn sigterm_with_a_wedged_shard_exits_nonzero_naming_it_and_loses_nothing() -> Re
     let started = Instant::now();
     let status = broker.terminate(Duration::from_secs(20))?;
     let took = started.elapsed();
-    assert!(!status.success(), "a wedged shard must fail the exit: {status}");
+    assert!(
+        !status.success(),
+        "a wedged shard must fail the exit: {status}"
+    );
     assert!(took < Duration::from_secs(13), "watchdog took {took:?}");
     let log = broker.log();
     assert!(

@@ -18,16 +18,16 @@ fn two_consumers_in_one_group_share_the_queues() -> Result<()> {
     let topic = unique("CompatShare");
     let group = unique("CompatShareGroup");
     let r = ClientEnv::new("share")?.run(Duration::from_secs(200), |rt| async move {
-        // Create the topic, wait until every shard lists it, then start the producer used
-        // below: a client that reads the route while only the auto-creating shard has
-        // registered the topic keeps that one-shard route for 30 s (its refresh period), and
-        // the consumer holding the other shard's queues would get nothing meanwhile.
+        // Create the topic, then start the producer used below. The broker answers the send
+        // that creates a topic only once the route lists every shard, so the new producer's
+        // first route is complete (a one-shard route would stick for 30 s, its refresh period,
+        // and the consumer holding the other shard's queues would get nothing meanwhile).
         let mut p0 = producer(&rt, &ns, "CompatShareWarm").await?;
         let warm = bodies("warm", 0..8);
         let warmed = send_sync_all(&p0, &topic, "TagShare", &warm).await;
         p0.shutdown().await;
         warmed?;
-        wait_route_all_shards(&ns, &topic, Duration::from_secs(10)).await?;
+        check_route_all_shards(&ns, &topic)?;
         let mut p = producer(&rt, &ns, "CompatShareProducer").await?;
 
         let (mut c1, in1) =

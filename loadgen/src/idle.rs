@@ -102,7 +102,11 @@ fn thread_cpu(pid: u32) -> Result<BTreeMap<u32, (String, u64)>> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("read {}", dir.display()))? {
         let entry = entry?;
-        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         // A thread may end between the listing and the reads: skip it.

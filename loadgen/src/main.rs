@@ -263,7 +263,10 @@ fn run_idle(s: &SuiteArgs, window: Duration, settle: Duration, out: Option<&Path
     let stamp = std::process::id();
     let store = s.store_root.join(format!("loadgen-idle-{stamp}"));
     let log = std::env::temp_dir().join(format!("loadgen-idle-{stamp}.log"));
-    eprintln!("loadgen: idle petrel {}, {window:?} window", binary.display());
+    eprintln!(
+        "loadgen: idle petrel {}, {window:?} window",
+        binary.display()
+    );
     let report = loadgen::idle::measure(
         &binary,
         store.clone(),

@@ -110,4 +110,3 @@ pub async fn serve(
     tracker.close_all();
     expiry.await;
 }
-

@@ -46,8 +46,8 @@ use crate::remoting::FRAME_SIZE_MAX_DEFAULT;
 use crate::shard::control::{self, ControlHandle, Mailbox, ShardCommand, CONTROL_INBOX_MAX};
 use crate::shard::health::{self, ShardHealth};
 use crate::shard::{Shard, ShardContext};
-use registrar::{RegistrationReport, Registrar};
 pub use registrar::register_broker_request;
+use registrar::{Registrar, RegistrationReport};
 use supervisor::{Event, EventSender, ShardLink};
 
 /// Registered DMA memory per executor (see the module doc).
@@ -197,9 +197,10 @@ pub fn run_broker(config: BrokerConfig) -> Result<(), RuntimeError> {
         }));
         links.push(ShardLink {
             name: config.shard_broker_name(shard_id),
-            mailbox: mailboxes.get(index).cloned().ok_or_else(|| {
-                RuntimeError::Wiring(format!("no mailbox for shard {index}"))
-            })?,
+            mailbox: mailboxes
+                .get(index)
+                .cloned()
+                .ok_or_else(|| RuntimeError::Wiring(format!("no mailbox for shard {index}")))?,
             health,
         });
     }

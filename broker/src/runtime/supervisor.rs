@@ -135,7 +135,9 @@ pub fn supervise(
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(RuntimeError::Wiring("supervisor event channel closed".into()))
+                return Err(RuntimeError::Wiring(
+                    "supervisor event channel closed".into(),
+                ))
             }
         }
         if !is_serving && state.iter().all(|s| s.is_registered) {

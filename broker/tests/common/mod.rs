@@ -4,11 +4,11 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -312,7 +312,10 @@ impl Drop for Broker {
         if let Some(mut child) = self.child.take() {
             if let Ok(Some(status)) = child.try_wait() {
                 // It died under the test: show why.
-                eprintln!("petrel exited on its own ({status}); its log:\n{}", self.log());
+                eprintln!(
+                    "petrel exited on its own ({status}); its log:\n{}",
+                    self.log()
+                );
             }
             let _ = child.kill();
             let _ = child.wait();
