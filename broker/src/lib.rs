@@ -28,6 +28,7 @@ pub mod config;
 pub mod config_file;
 pub mod consumer_group;
 pub mod error;
+pub mod error_text;
 pub mod filter;
 pub mod listener;
 pub mod long_poll;

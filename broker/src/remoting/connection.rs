@@ -405,10 +405,10 @@ async fn read_loop<H: RequestHandler>(
                 Ok(None) => break,
                 Err(e) => {
                     log::warn!(
-                        "connection {} from {}: malformed frame, closing it: {e}{}",
+                        "connection {} from {}: malformed frame, closing it: {}",
                         conn.id,
                         conn.peer_addr,
-                        source_text(&e)
+                        crate::error_text::error_chain(&e)
                     );
                     return;
                 }
@@ -448,17 +448,6 @@ async fn read_loop<H: RequestHandler>(
             }
         }
     }
-}
-
-fn source_text(e: &dyn std::error::Error) -> String {
-    let mut out = String::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 async fn dispatch<H: RequestHandler>(

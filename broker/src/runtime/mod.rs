@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use glommio::{LocalExecutorBuilder, LocalExecutorPoolBuilder, Placement, PoolPlacement};
 
 use crate::config::BrokerConfig;
+pub use crate::error_text::error_chain;
 use crate::listener::{self, ListenError};
 use crate::mailbox::{mailbox, MailboxError, MailboxReceiver};
 use crate::namesrv::{self, Namesrv};
@@ -117,18 +118,6 @@ fn parse_cpu_list(list: &str) -> Vec<usize> {
             }
             None => out.extend(part.parse::<usize>().ok()),
         }
-    }
-    out
-}
-
-/// `error: cause: cause` on one line, for logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
     }
     out
 }

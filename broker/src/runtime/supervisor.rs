@@ -27,7 +27,7 @@ use crate::shard::health::{ShardHealth, STALL_THRESHOLD};
 use super::RuntimeError;
 
 /// How often the supervisor looks at deadlines and heartbeats.
-pub const SUPERVISOR_TICK: Duration = Duration::from_millis(50);
+pub const SUPERVISOR_TICK: Duration = Duration::from_millis(100);
 /// From the stop request to the process's exit at the latest: the shards' drain (5 s) plus
 /// their flush and checkpoint.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
@@ -124,15 +124,16 @@ pub fn supervise(
     let mut failure: Option<RuntimeError> = None;
     loop {
         match events.recv_timeout(SUPERVISOR_TICK) {
-            Ok(event) => {
-                let stop_reason = apply(event, &mut state, stopping_since.is_some());
-                if let Some(reason) = stop_reason {
-                    if let (None, Some(f)) = (&failure, reason) {
-                        failure = Some(f);
-                    }
+            Ok(event) => match apply(event, &mut state, stopping_since.is_some()) {
+                Verdict::Carry => {}
+                Verdict::Stop => {
                     stopping_since.get_or_insert_with(Instant::now);
                 }
-            }
+                Verdict::Fail(f) => {
+                    failure.get_or_insert(f);
+                    stopping_since.get_or_insert_with(Instant::now);
+                }
+            },
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 return Err(RuntimeError::Wiring(
@@ -186,56 +187,48 @@ pub fn supervise(
     failure.map_or(Ok(()), Err)
 }
 
-/// Record `event`; `Some(reason)` when it means the process must stop (`Some(None)`: a clean
-/// stop request).
-fn apply(
-    event: Event,
-    state: &mut [ShardState],
-    is_stopping: bool,
-) -> Option<Option<RuntimeError>> {
+/// What an event means for the process.
+enum Verdict {
+    Carry,
+    /// A clean stop request (a signal).
+    Stop,
+    Fail(RuntimeError),
+}
+
+/// Record `event` in the state of the shard it is about.
+fn apply(event: Event, state: &mut [ShardState], is_stopping: bool) -> Verdict {
+    let shard = match &event {
+        Event::Opened(i) | Event::Registered(i) | Event::Stopped(i) => Some(*i),
+        Event::NotRegistered { shard, .. } | Event::Failed { shard, .. } => Some(*shard),
+        Event::Signal(_) => None,
+    };
+    let mut unknown = ShardState::default();
+    let s = shard
+        .and_then(|i| state.get_mut(usize::from(i)))
+        .unwrap_or(&mut unknown);
     match event {
-        Event::Opened(shard) => {
-            if let Some(s) = state.get_mut(usize::from(shard)) {
-                s.is_opened = true;
-            }
-            None
-        }
-        Event::NotRegistered { shard, reason } => {
-            if let Some(s) = state.get_mut(usize::from(shard)) {
-                s.last_problem = Some(reason);
-            }
-            None
-        }
-        Event::Registered(shard) => {
-            if let Some(s) = state.get_mut(usize::from(shard)) {
-                s.is_registered = true;
-            }
-            None
-        }
+        Event::Opened(_) => s.is_opened = true,
+        Event::NotRegistered { reason, .. } => s.last_problem = Some(reason),
+        Event::Registered(_) => s.is_registered = true,
         Event::Failed { shard, reason } => {
-            if let Some(s) = state.get_mut(usize::from(shard)) {
-                s.is_done = true;
-            }
+            s.is_done = true;
             log::error!("shard {shard} failed: {reason}");
-            Some(Some(RuntimeError::ShardFailed { shard, reason }))
+            return Verdict::Fail(RuntimeError::ShardFailed { shard, reason });
         }
         Event::Stopped(shard) => {
-            if let Some(s) = state.get_mut(usize::from(shard)) {
-                s.is_done = true;
-            }
-            if is_stopping {
-                None
-            } else {
+            s.is_done = true;
+            if !is_stopping {
                 let reason = "stopped without being asked to".to_string();
                 log::error!("shard {shard} {reason}");
-                Some(Some(RuntimeError::ShardFailed { shard, reason }))
+                return Verdict::Fail(RuntimeError::ShardFailed { shard, reason });
             }
         }
         Event::Signal(sig) => {
             log::info!("signal {sig}: shutting down (again to exit at once)");
-            Some(None)
+            return Verdict::Stop;
         }
     }
+    Verdict::Carry
 }
 
 /// Every shard not yet registered, with why.
