@@ -63,6 +63,9 @@ pub const PREEMPT_TIMER: Duration = Duration::from_millis(1);
 pub const SPIN_BEFORE_PARK: Duration = Duration::from_micros(20);
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the stopped shards' threads get to free their memory before the process exits
+/// without joining them.
+pub const TEARDOWN_DEADLINE: Duration = Duration::from_secs(5);
 /// Fault injection for the shutdown-watchdog test: the shard whose id this environment
 /// variable holds blocks its executor thread for ever when asked to stop.
 pub const FAULT_WEDGE_SHARD_ENV: &str = "PETREL_FAULT_WEDGE_SHARD_ON_STOP";
@@ -218,6 +221,22 @@ pub fn run_broker(config: BrokerConfig) -> Result<(), RuntimeError> {
         // A wedged executor thread cannot be joined; the caller exits the process.
         return Err(e);
     }
+    // Every shard has stopped: its executor thread now frees the shard's memory. Join the
+    // threads, but only once they have all finished, within a bound.
+    let teardown = Instant::now();
+    while !handles
+        .handles()
+        .iter()
+        .all(std::thread::JoinHandle::is_finished)
+    {
+        if teardown.elapsed() >= TEARDOWN_DEADLINE {
+            log::error!(
+                "shard executor threads still running {TEARDOWN_DEADLINE:?} after stopping"
+            );
+            return outcome;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     for r in handles.join_all() {
         if let Err(e) = r {
             log::error!("shard executor: {e}");
@@ -258,12 +277,14 @@ async fn run_shard(wiring: Arc<Wiring>, config: Arc<BrokerConfig>) {
     let (shard_id, events) = (w.shard_id, w.events.clone());
     glommio::spawn_local(health::run_heartbeat(w.health.clone())).detach();
     log::debug!("shard {shard_id}: started");
-    match run_shard_wired(w, config).await {
-        Ok(()) => events.send(Event::Stopped(shard_id)),
-        Err(e) => events.send(Event::Failed {
+    // A clean stop reports `Stopped` itself, once its store is flushed and checkpointed and
+    // before the shard's memory is torn down (that can take a while after a long run, and is
+    // not a stall).
+    if let Err(e) = run_shard_wired(w, config).await {
+        events.send(Event::Failed {
             shard: shard_id,
             reason: error_chain(&e),
-        }),
+        });
     }
 }
 
@@ -364,7 +385,10 @@ async fn run_shard_wired(w: ShardWiring, config: Arc<BrokerConfig>) -> Result<()
             "shard {shard_id} registers {broker_name} with nameserver(s) {}",
             reg.targets()
         );
-        let report = ReportTo { shard_id, events };
+        let report = ReportTo {
+            shard_id,
+            events: events.clone(),
+        };
         glommio::spawn_local(reg.run(endpoints.register_now, stop.clone(), report))
     };
 
@@ -389,6 +413,7 @@ async fn run_shard_wired(w: ShardWiring, config: Arc<BrokerConfig>) -> Result<()
         t.await;
     }
     log::info!("shard {shard_id}: stopped (store flushed and checkpointed)");
+    events.send(Event::Stopped(shard_id));
     Ok(())
 }
 

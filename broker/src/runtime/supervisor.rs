@@ -278,9 +278,10 @@ fn detect_stalls(shards: &[ShardLink], state: &mut [ShardState]) {
             s.is_stalled = true;
             link.health.count_stall();
             log::warn!(
-                "shard {} stalled: it has had due work for {} ms without running",
+                "shard {} stalled: it has had due work for {} ms without running ({})",
                 link.health.shard_id(),
-                overdue.as_millis()
+                overdue.as_millis(),
+                link.health.thread_state()
             );
         } else if overdue <= STALL_THRESHOLD && s.is_stalled {
             s.is_stalled = false;

@@ -30,6 +30,9 @@ pub struct ShardHealth {
     /// Milliseconds from `epoch` to the last heartbeat; [`NOT_STARTED`] before the first.
     last_beat_ms: AtomicU64,
     stalls_total: AtomicU64,
+    /// The executor thread's kernel id (0 until its first heartbeat), so that a stall report
+    /// can say what the thread is doing.
+    thread_id: AtomicU64,
 }
 
 impl ShardHealth {
@@ -40,6 +43,7 @@ impl ShardHealth {
             epoch,
             last_beat_ms: AtomicU64::new(NOT_STARTED),
             stalls_total: AtomicU64::new(0),
+            thread_id: AtomicU64::new(0),
         }
     }
 
@@ -64,6 +68,30 @@ impl ShardHealth {
         Duration::from_millis(since).saturating_sub(HEARTBEAT_INTERVAL)
     }
 
+    /// What the executor thread is doing now, from `/proc` (for a stall report): its state
+    /// (`R` running, `S` sleeping, `D` in uninterruptible I/O), its system call and wait channel.
+    pub fn thread_state(&self) -> String {
+        let tid = self.thread_id.load(Ordering::Relaxed);
+        if tid == 0 {
+            return "thread not started".into();
+        }
+        let task = format!("/proc/self/task/{tid}");
+        let read = |f: &str| std::fs::read_to_string(format!("{task}/{f}")).unwrap_or_default();
+        let stat = read("stat");
+        // The state is the first field after the parenthesised thread name.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("?")
+            .to_string();
+        let syscall = read("syscall");
+        let syscall = syscall.split_whitespace().next().unwrap_or("?");
+        format!(
+            "thread {tid} state {state}, syscall {syscall}, wchan {}",
+            read("wchan").trim()
+        )
+    }
+
     /// One more stall episode.
     pub fn count_stall(&self) {
         self.stalls_total.fetch_add(1, Ordering::Relaxed);
@@ -81,6 +109,12 @@ fn millis(d: Duration) -> u64 {
 
 /// Stamp `health` every [`HEARTBEAT_INTERVAL`] for as long as the current executor runs.
 pub async fn run_heartbeat(health: std::sync::Arc<ShardHealth>) {
+    // `/proc/thread-self` links to `<pid>/task/<tid>` of the calling thread.
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    health.thread_id.store(tid, Ordering::Relaxed);
     loop {
         health.beat();
         glommio::timer::sleep(HEARTBEAT_INTERVAL).await;
