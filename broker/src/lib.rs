@@ -17,8 +17,10 @@
 //! 4. The response goes to the connection's writer task, which batches everything ready into
 //!    one write. Oneway requests are never answered.
 //!
-//! Control-plane events (topic created or deleted) cross shards through `shard::control`;
-//! message bodies never do. The nameserver (`namesrv`) is a request handler like a shard and
+//! Control-plane events (topic created or deleted) cross shards through `shard::control`, in
+//! bounded `mailbox`es that wake the receiving shard (no polling); message bodies never do. The
+//! main thread runs `runtime::supervisor`: every shard up and registered before `ready`, a
+//! bounded shutdown, and a stall detector fed by each shard's heartbeat (`shard::health`). The nameserver (`namesrv`) is a request handler like a shard and
 //! runs on shard 0 (or standalone: `petrel namesrv`). `config` turns broker.conf, flags and
 //! the environment into one validated `config::BrokerConfig`.
 
