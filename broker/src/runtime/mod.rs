@@ -143,60 +143,7 @@ pub fn run_broker(config: BrokerConfig) -> Result<(), RuntimeError> {
     };
     let (events, event_rx) = supervisor::events();
     supervisor::install_signal_handlers(events.clone())?;
-
-    // Every listener first, on this thread: the nameserver listens before any shard exists.
-    let mut namesrv_listener = match config.namesrv_addr {
-        Some(_) => None,
-        None => {
-            let addr = SocketAddr::new(config.bind_address, config.namesrv_listen_port);
-            let l = listener::bind_std(addr)?;
-            log::info!("nameserver (embedded, shard 0) listening on {addr}");
-            Some(l)
-        }
-    };
-    let epoch = Instant::now();
-    let mut links = Vec::with_capacity(shards);
-    let mut wirings = Vec::with_capacity(shards);
-    let mut mailboxes: Vec<Mailbox> = Vec::with_capacity(shards);
-    let mut receivers = Vec::with_capacity(shards);
-    for _ in 0..shards {
-        let (tx, rx) = mailbox(CONTROL_INBOX_MAX)?;
-        mailboxes.push(tx);
-        receivers.push(rx);
-    }
-    for (index, mailbox) in receivers.into_iter().enumerate() {
-        let shard_id =
-            u16::try_from(index).map_err(|_| RuntimeError::Wiring("too many shards".into()))?;
-        let health = Arc::new(ShardHealth::new(shard_id, epoch));
-        let peers = mailboxes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != index)
-            .filter_map(|(i, m)| Some((u16::try_from(i).ok()?, m.clone())))
-            .collect();
-        wirings.push(Some(ShardWiring {
-            shard_id,
-            listener: listener::bind_std(config.bind_addr(shard_id))?,
-            namesrv_listener: if index == 0 {
-                namesrv_listener.take()
-            } else {
-                None
-            },
-            mailbox,
-            peers,
-            health: health.clone(),
-            events: events.clone(),
-        }));
-        links.push(ShardLink {
-            name: config.shard_broker_name(shard_id),
-            mailbox: mailboxes
-                .get(index)
-                .cloned()
-                .ok_or_else(|| RuntimeError::Wiring(format!("no mailbox for shard {index}")))?,
-            health,
-        });
-    }
-    drop(mailboxes);
+    let (wirings, links) = wire_shards(&config, &events)?;
     drop(events);
     let startup_timeout = Duration::from_millis(config.startup_timeout_ms);
     let wiring = Arc::new(Wiring {
@@ -221,19 +168,80 @@ pub fn run_broker(config: BrokerConfig) -> Result<(), RuntimeError> {
         // A wedged executor thread cannot be joined; the caller exits the process.
         return Err(e);
     }
-    // Every shard has stopped: its executor thread now frees the shard's memory. Join the
-    // threads, but only once they have all finished, within a bound.
-    let teardown = Instant::now();
+    join_within(handles, TEARDOWN_DEADLINE);
+    outcome
+}
+
+/// Binds every listener (the embedded nameserver's first: it listens before any shard exists)
+/// and makes each shard's mailbox, health record and start-up hand-off, plus the supervisor's
+/// view of it. Runs on the main thread, before any executor starts.
+fn wire_shards(
+    config: &BrokerConfig,
+    events: &EventSender,
+) -> Result<(Vec<Option<ShardWiring>>, Vec<ShardLink>), RuntimeError> {
+    let shards = usize::from(config.shards);
+    let mut namesrv_listener = match config.namesrv_addr {
+        Some(_) => None,
+        None => {
+            let addr = SocketAddr::new(config.bind_address, config.namesrv_listen_port);
+            let l = listener::bind_std(addr)?;
+            log::info!("nameserver (embedded, shard 0) listening on {addr}");
+            Some(l)
+        }
+    };
+    let mut mailboxes: Vec<Mailbox> = Vec::with_capacity(shards);
+    let mut receivers = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let (tx, rx) = mailbox(CONTROL_INBOX_MAX)?;
+        mailboxes.push(tx);
+        receivers.push(rx);
+    }
+    let epoch = Instant::now();
+    let mut wirings = Vec::with_capacity(shards);
+    let mut links = Vec::with_capacity(shards);
+    for ((index, mailbox), own) in receivers.into_iter().enumerate().zip(&mailboxes) {
+        let shard_id =
+            u16::try_from(index).map_err(|_| RuntimeError::Wiring("too many shards".into()))?;
+        let health = Arc::new(ShardHealth::new(shard_id, epoch));
+        let peers = (0u16..)
+            .zip(&mailboxes)
+            .filter(|(i, _)| *i != shard_id)
+            .map(|(i, m)| (i, m.clone()))
+            .collect();
+        wirings.push(Some(ShardWiring {
+            shard_id,
+            listener: listener::bind_std(config.bind_addr(shard_id))?,
+            namesrv_listener: if index == 0 {
+                namesrv_listener.take()
+            } else {
+                None
+            },
+            mailbox,
+            peers,
+            health: health.clone(),
+            events: events.clone(),
+        }));
+        links.push(ShardLink {
+            name: config.shard_broker_name(shard_id),
+            mailbox: own.clone(),
+            health,
+        });
+    }
+    Ok((wirings, links))
+}
+
+/// Joins the stopped shards' threads (each frees its shard's memory first), but only once all
+/// have finished, within `deadline`; past it the process exits without them.
+fn join_within(handles: glommio::PoolThreadHandles<()>, deadline: Duration) {
+    let started = Instant::now();
     while !handles
         .handles()
         .iter()
         .all(std::thread::JoinHandle::is_finished)
     {
-        if teardown.elapsed() >= TEARDOWN_DEADLINE {
-            log::error!(
-                "shard executor threads still running {TEARDOWN_DEADLINE:?} after stopping"
-            );
-            return outcome;
+        if started.elapsed() >= deadline {
+            log::error!("shard executor threads still running {deadline:?} after stopping");
+            return;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -242,7 +250,6 @@ pub fn run_broker(config: BrokerConfig) -> Result<(), RuntimeError> {
             log::error!("shard executor: {e}");
         }
     }
-    outcome
 }
 
 /// What one executor takes at start.
