@@ -47,6 +47,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use broker::shard::health::{current_thread_id, ThreadState};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 /// How long the executors run under watch.
@@ -101,36 +102,6 @@ fn allowed_cpus() -> Vec<usize> {
     cpus
 }
 
-/// The calling thread's kernel id (first field of `/proc/thread-self/stat`).
-fn current_tid() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/stat")
-        .ok()
-        .and_then(|s| s.split(' ').next().and_then(|t| t.parse().ok()))
-        .unwrap_or(0)
-}
-
-/// A thread's scheduler state (`R`, `S`, `D`, ...), syscall number and wait channel, from
-/// `/proc`; `?` where unreadable.
-fn thread_state(tid: u64) -> (char, String, String) {
-    let dir = format!("/proc/self/task/{tid}");
-    let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).unwrap_or_default();
-    // The state follows the `(comm)` field, which may itself hold spaces or parentheses.
-    let stat = read("stat");
-    let state = stat
-        .rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next())
-        .unwrap_or('?');
-    let syscall = read("syscall");
-    let syscall = syscall.split(' ').next().unwrap_or("").trim().to_string();
-    let wchan = read("wchan");
-    let or_unknown = |s: String| if s.is_empty() { "?".to_string() } else { s };
-    (
-        state,
-        or_unknown(syscall),
-        or_unknown(wchan.trim().to_string()),
-    )
-}
-
 /// Starts executor `index` on `cpu`; the first one on each CPU also starts that CPU's spinners.
 fn start(cpu: usize, index: usize, stop: &Arc<AtomicBool>) -> Watched {
     let progress = Arc::new(AtomicU64::new(0));
@@ -144,7 +115,7 @@ fn start(cpu: usize, index: usize, stop: &Arc<AtomicBool>) -> Watched {
         .preempt_timer(PREEMPT_TIMER)
         .io_memory(IO_MEMORY)
         .spawn(move || async move {
-            task_tid.store(current_tid(), Ordering::SeqCst);
+            task_tid.store(current_thread_id(), Ordering::SeqCst);
             // Spawned from this (pinned) thread, the spinners inherit its CPU affinity.
             let spinners: Vec<_> = (0..if index == 0 { SPINNERS_PER_CPU } else { 0 })
                 .map(|_| {
@@ -190,8 +161,8 @@ fn check(w: &mut Watched, now: Instant, stop: &AtomicBool, started: Instant) {
         return;
     }
     let tid = w.tid.load(Ordering::SeqCst);
-    let (state, syscall, wchan) = thread_state(tid);
-    let asleep = tid != 0 && matches!(state, 'S' | 'D');
+    let thread = ThreadState::read(tid);
+    let asleep = tid != 0 && thread.is_asleep();
     if !asleep && stalled < STARVED_LIMIT {
         return;
     }
@@ -204,8 +175,7 @@ fn check(w: &mut Watched, now: Instant, stop: &AtomicBool, started: Instant) {
     };
     panic!(
         "executor {} on CPU {}: its task made no progress for {stalled:.1?} (counter stuck at \
-         {value}; last progress {:.1?} into the run): {what}; executor thread {tid}: state \
-         {state}, syscall {syscall}, wchan {wchan}",
+         {value}; last progress {:.1?} into the run): {what}; executor thread {tid}: {thread}",
         w.index,
         w.cpu,
         w.last.1.duration_since(started),
@@ -239,11 +209,10 @@ fn executor_keeps_running_a_runnable_task_under_preemption() {
         while !w.finished.load(Ordering::SeqCst) {
             if Instant::now() >= deadline {
                 let tid = w.tid.load(Ordering::SeqCst);
-                let (state, syscall, wchan) = thread_state(tid);
+                let thread = ThreadState::read(tid);
                 panic!(
                     "executor {} on CPU {} did not finish within {STOP_DEADLINE:?} of being told \
-                     to stop (counter {}): parked with a runnable task? thread {tid}: state \
-                     {state}, syscall {syscall}, wchan {wchan}",
+                     to stop (counter {}): parked with a runnable task? thread {tid}: {thread}",
                     w.index,
                     w.cpu,
                     w.progress.load(Ordering::Relaxed),

@@ -128,10 +128,7 @@ impl PetrelProcess {
     /// start-up contract is that every shard comes up or the process exits non-zero).
     pub fn start(opts: &PetrelOptions) -> Result<PetrelProcess> {
         let shards = expected_shards(&opts.extra_args);
-        Self::start_once(opts, &opts.store_dir, shards)
-    }
-
-    fn start_once(opts: &PetrelOptions, store_dir: &Path, shards: usize) -> Result<PetrelProcess> {
+        let store_dir = &opts.store_dir;
         let listen_port = free_port_range(u16::try_from(shards + 1).unwrap_or(u16::MAX))?;
         let namesrv_port = free_port_range(1)?;
         std::fs::create_dir_all(store_dir)

@@ -338,8 +338,7 @@ async fn run_shard_wired(w: ShardWiring, config: Arc<BrokerConfig>) -> Result<()
 
     let (control, endpoints) = ControlHandle::new(shard_id, config.shards);
     glommio::spawn_local(control::run_forwarder(endpoints.outbox, peers)).detach();
-    let mut ctx = ShardContext::new(shard_id, config.clone(), control.clone());
-    ctx.health = health;
+    let ctx = ShardContext::new(shard_id, config.clone(), control.clone(), health);
     let broker_name = ctx.broker_name.clone();
     let advertised = ctx.advertised_addr;
     let store_dir = ctx.store_dir.clone();

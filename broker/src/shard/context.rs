@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::config::BrokerConfig;
 use crate::shard::control::ControlHandle;
@@ -24,14 +23,18 @@ pub struct ShardContext {
     pub store_dir: PathBuf,
     /// Cross-shard control: broadcast topic changes, ask for a re-registration.
     pub control: ControlHandle,
-    /// Heartbeat and stall count, shared with the supervisor (`runtime` replaces the fresh
-    /// record `new` makes with the supervisor's).
+    /// Heartbeat and stall count, shared with the supervisor.
     pub health: Arc<ShardHealth>,
 }
 
 impl ShardContext {
     /// The context of shard `shard_id` of `config.shards`, derived from the config.
-    pub fn new(shard_id: u16, config: Rc<BrokerConfig>, control: ControlHandle) -> Self {
+    pub fn new(
+        shard_id: u16,
+        config: Rc<BrokerConfig>,
+        control: ControlHandle,
+        health: Arc<ShardHealth>,
+    ) -> Self {
         Self {
             shard_id,
             shard_count: config.shards,
@@ -40,7 +43,7 @@ impl ShardContext {
             store_dir: config.shard_store_dir(shard_id),
             config,
             control,
-            health: Arc::new(ShardHealth::new(shard_id, Instant::now())),
+            health,
         }
     }
 }

@@ -68,28 +68,13 @@ impl ShardHealth {
         Duration::from_millis(since).saturating_sub(HEARTBEAT_INTERVAL)
     }
 
-    /// What the executor thread is doing now, from `/proc` (for a stall report): its state
-    /// (`R` running, `S` sleeping, `D` in uninterruptible I/O), its system call and wait channel.
+    /// What the executor thread is doing now (for a stall report).
     pub fn thread_state(&self) -> String {
         let tid = self.thread_id.load(Ordering::Relaxed);
         if tid == 0 {
             return "thread not started".into();
         }
-        let task = format!("/proc/self/task/{tid}");
-        let read = |f: &str| std::fs::read_to_string(format!("{task}/{f}")).unwrap_or_default();
-        let stat = read("stat");
-        // The state is the first field after the parenthesised thread name.
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .unwrap_or("?")
-            .to_string();
-        let syscall = read("syscall");
-        let syscall = syscall.split_whitespace().next().unwrap_or("?");
-        format!(
-            "thread {tid} state {state}, syscall {syscall}, wchan {}",
-            read("wchan").trim()
-        )
+        format!("thread {tid} {}", ThreadState::read(tid))
     }
 
     /// One more stall episode.
@@ -103,18 +88,74 @@ impl ShardHealth {
     }
 }
 
+/// A thread of this process as `/proc/self/task/<tid>` shows it: its scheduler state (`R`
+/// running, `S` sleeping, `D` in uninterruptible I/O), system call number and wait channel;
+/// `?` where unreadable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadState {
+    pub state: char,
+    pub syscall: String,
+    pub wchan: String,
+}
+
+impl ThreadState {
+    pub fn read(tid: u64) -> ThreadState {
+        let task = format!("/proc/self/task/{tid}");
+        let read = |f: &str| std::fs::read_to_string(format!("{task}/{f}")).unwrap_or_default();
+        // The state follows the `(comm)` field, which may itself hold spaces or parentheses.
+        let state = read("stat")
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .unwrap_or('?');
+        let or_unknown = |s: &str| {
+            if s.is_empty() {
+                "?".to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        let syscall = read("syscall");
+        ThreadState {
+            state,
+            syscall: or_unknown(syscall.split_whitespace().next().unwrap_or("")),
+            wchan: or_unknown(read("wchan").trim()),
+        }
+    }
+
+    /// True while the thread sleeps in the kernel (`S` or `D`), as a parked executor does.
+    pub fn is_asleep(&self) -> bool {
+        matches!(self.state, 'S' | 'D')
+    }
+}
+
+impl std::fmt::Display for ThreadState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "state {}, syscall {}, wchan {}",
+            self.state, self.syscall, self.wchan
+        )
+    }
+}
+
+/// The calling thread's kernel id (`/proc/thread-self` links to `<pid>/task/<tid>`); 0 if
+/// unreadable.
+pub fn current_thread_id() -> u64 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Stamp `health` every [`HEARTBEAT_INTERVAL`] for as long as the current executor runs.
 pub async fn run_heartbeat(health: std::sync::Arc<ShardHealth>) {
-    // `/proc/thread-self` links to `<pid>/task/<tid>` of the calling thread.
-    let tid = std::fs::read_link("/proc/thread-self")
-        .ok()
-        .and_then(|p| p.file_name()?.to_str()?.parse::<u64>().ok())
-        .unwrap_or(0);
-    health.thread_id.store(tid, Ordering::Relaxed);
+    health
+        .thread_id
+        .store(current_thread_id(), Ordering::Relaxed);
     loop {
         health.beat();
         glommio::timer::sleep(HEARTBEAT_INTERVAL).await;
