@@ -63,6 +63,9 @@ pub const PREEMPT_TIMER: Duration = Duration::from_millis(1);
 pub const SPIN_BEFORE_PARK: Duration = Duration::from_micros(20);
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// The heartbeat queue's shares (the default queue has 1000) and its latency target.
+const HEARTBEAT_SHARES: usize = 1000;
+const HEARTBEAT_LATENCY: Duration = Duration::from_millis(10);
 /// How long the stopped shards' threads get to free their memory before the process exits
 /// without joining them.
 pub const TEARDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -282,7 +285,21 @@ async fn run_shard(wiring: Arc<Wiring>, config: Arc<BrokerConfig>) {
         return;
     };
     let (shard_id, events) = (w.shard_id, w.events.clone());
-    glommio::spawn_local(health::run_heartbeat(w.health.clone())).detach();
+    // The heartbeat runs in a task queue of its own, latency-sensitive: it measures whether
+    // the executor runs at all, not how long the request queue's backlog is (an overloaded
+    // shard shows in request latency, not as a stall).
+    let heartbeat_queue = glommio::executor().create_task_queue(
+        glommio::Shares::Static(HEARTBEAT_SHARES),
+        glommio::Latency::Matters(HEARTBEAT_LATENCY),
+        "heartbeat",
+    );
+    let heartbeat = health::run_heartbeat(w.health.clone());
+    match glommio::spawn_local_into(heartbeat, heartbeat_queue) {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(e) => log::error!("shard {}: no heartbeat task queue: {e}", w.shard_id),
+    }
     log::debug!("shard {shard_id}: started");
     // A clean stop reports `Stopped` itself, once its store is flushed and checkpointed and
     // before the shard's memory is torn down (that can take a while after a long run, and is
