@@ -1,7 +1,8 @@
 //! Shard health: when a shard's executor last ran, and how often it stalled.
 //!
 //! Each shard runs a heartbeat task that stamps [`ShardHealth::beat`] every
-//! [`HEARTBEAT_INTERVAL`]. The heartbeat's timer is work the shard always has: if the stamp is
+//! [`HEARTBEAT_INTERVAL`], in a latency-sensitive task queue of its own (`runtime`), so that a
+//! backlog of requests in the default queue (overload) is not taken for a stall. The heartbeat's timer is work the shard always has: if the stamp is
 //! older than the interval plus [`STALL_THRESHOLD`], the executor has had a due task for longer
 //! than the threshold without running it. That is a stall (a parked executor, a task that does
 //! not yield, a blocking call), and the supervisor (`runtime::supervisor`, on the main thread)
