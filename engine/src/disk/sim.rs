@@ -3,15 +3,17 @@
 //! 4 KiB sectors to `durable`. `crash` then keeps, drops or tears (512-byte pieces of old and
 //! new) every sector written since the last sync, chosen by a seeded generator, and turns
 //! every handle opened before the crash into a dead one (its I/O fails).
-//! Writes and syncs can be told to fail. File creation, removal and size changes are durable
-//! at once (metadata is not simulated). Every read, write and sync yields once to the
-//! executor first, so other tasks (producers, a crash) interleave with I/O as on a real disk.
+//! Writes and syncs can be told to fail, and syncs and reads can be held at a gate (test hooks
+//! that stall the flusher or pause a reader mid-read). File creation, removal and size changes
+//! are durable at once (metadata is not simulated). Every read, write and sync yields once to
+//! the executor first, so other tasks (producers, a crash) interleave with I/O as on a real disk.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 
 use super::{Disk, DiskFile, DiskSpace, LocalBoxFuture, Preallocation};
 use crate::clock::Clock;
@@ -64,7 +66,46 @@ struct SimInner {
     extra_used_bytes: Cell<u64>,
     write_failures: Cell<u32>,
     sync_failures: Cell<u32>,
+    syncs_done: Cell<u64>,
+    sync_gate: Gate,
+    read_gate: Gate,
     clock: Rc<dyn Clock>,
+}
+
+/// A test hook: while closed, every operation of one kind waits here.
+#[derive(Default)]
+struct Gate {
+    closed: Cell<bool>,
+    waiting: Cell<u32>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl Gate {
+    fn set_closed(&self, closed: bool) {
+        self.closed.set(closed);
+        if !closed {
+            for w in std::mem::take(&mut *self.wakers.borrow_mut()) {
+                w.wake();
+            }
+        }
+    }
+
+    async fn pass(&self) {
+        if !self.closed.get() {
+            return;
+        }
+        self.waiting.set(self.waiting.get() + 1);
+        std::future::poll_fn(|cx| {
+            if self.closed.get() {
+                self.wakers.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+        self.waiting.set(self.waiting.get() - 1);
+    }
 }
 
 /// The simulated disk. Cloning gives another handle to the same disk.
@@ -98,6 +139,9 @@ impl SimDisk {
                 extra_used_bytes: Cell::new(0),
                 write_failures: Cell::new(0),
                 sync_failures: Cell::new(0),
+                syncs_done: Cell::new(0),
+                sync_gate: Gate::default(),
+                read_gate: Gate::default(),
                 clock,
             }),
         }
@@ -111,6 +155,42 @@ impl SimDisk {
     /// The next `n` syncs fail with EIO.
     pub fn fail_next_syncs(&self, n: u32) {
         self.inner.sync_failures.set(n);
+    }
+
+    /// Holds every sync (before it makes anything durable) until `release_syncs`.
+    pub fn hold_syncs(&self) {
+        self.inner.sync_gate.set_closed(true);
+    }
+
+    /// Lets held syncs (and later ones) go on.
+    pub fn release_syncs(&self) {
+        self.inner.sync_gate.set_closed(false);
+    }
+
+    /// Syncs waiting at the gate now.
+    pub fn syncs_held(&self) -> u32 {
+        self.inner.sync_gate.waiting.get()
+    }
+
+    /// Syncs that have returned Ok since the disk was made.
+    pub fn syncs_done(&self) -> u64 {
+        self.inner.syncs_done.get()
+    }
+
+    /// Holds every read (after its handle is checked, before it copies data) until
+    /// `release_reads`.
+    pub fn hold_reads(&self) {
+        self.inner.read_gate.set_closed(true);
+    }
+
+    /// Lets held reads (and later ones) go on.
+    pub fn release_reads(&self) {
+        self.inner.read_gate.set_closed(false);
+    }
+
+    /// Reads waiting at the gate now.
+    pub fn reads_held(&self) -> u32 {
+        self.inner.read_gate.waiting.get()
     }
 
     /// Pretends `bytes` more are used on the disk (to drive disk-full tests).
@@ -263,6 +343,7 @@ impl DiskFile for SimFile {
         Box::pin(async move {
             futures_lite::future::yield_now().await;
             self.check_alive("read", pos)?;
+            self.disk.read_gate.pass().await;
             let f = self.data.borrow();
             let start = (pos as usize).min(f.volatile.len());
             let end = (start + len).min(f.volatile.len());
@@ -273,6 +354,8 @@ impl DiskFile for SimFile {
     fn sync(&self) -> LocalBoxFuture<'_, Result<(), IoError>> {
         Box::pin(async move {
             futures_lite::future::yield_now().await;
+            self.check_alive("fdatasync", 0)?;
+            self.disk.sync_gate.pass().await;
             self.check_alive("fdatasync", 0)?;
             if self.disk.sync_failures.get() > 0 {
                 self.disk
@@ -291,6 +374,7 @@ impl DiskFile for SimFile {
                 let end = ((s + 1) * SECTOR).min(f.volatile.len());
                 copy_range(&mut f.durable, &f.volatile, s * SECTOR, end);
             }
+            self.disk.syncs_done.set(self.disk.syncs_done.get() + 1);
             Ok(())
         })
     }
