@@ -210,6 +210,13 @@ fn stalled_fdatasync_past_sync_flush_timeout_answers_flush_disk_timeout() {
     });
 }
 
+/// A failed fdatasync poisons the store: the send it covered and every later one get
+/// SERVICE_NOT_AVAILABLE (14). Java's broker (DefaultMappedFile.flush) marks its RunningFlags not
+/// writeable on an IOException from force(); later sends then get SERVICE_NOT_AVAILABLE from
+/// HookUtils.checkBeforePutMessage, as here. The send whose flush failed gets FLUSH_DISK_TIMEOUT
+/// (10) from Java (GroupCommitService finds the flushed position short); Petrel answers 14 for it
+/// too, so that a Java producer retries it on another broker (14 is in its retry codes, 10 is
+/// not) instead of reporting a stored message on a store that can take no more writes.
 #[test]
 fn failed_fdatasync_answers_service_not_available_and_poisons_the_shard() {
     run(|| async {

@@ -28,8 +28,10 @@ impl Client {
             .await
             .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         stream.set_nodelay(true).expect("nodelay");
+        // Longer than `wait_until`'s bound, so a wait on the broker's state fails first and
+        // says what it waited for.
         stream
-            .set_read_timeout(Some(WAIT_LIMIT))
+            .set_read_timeout(Some(2 * WAIT_LIMIT))
             .expect("read timeout");
         Client {
             stream,
@@ -62,7 +64,7 @@ impl Client {
     }
 
     /// Reads the next response frame (server-initiated requests are skipped). Panics after
-    /// [`WAIT_LIMIT`] without one.
+    /// twice [`WAIT_LIMIT`] without one.
     pub async fn next_response(&mut self) -> RemotingCommand {
         loop {
             let decoded = RemotingCommand::decode(&mut self.buf, FRAME_SIZE_MAX)
@@ -78,7 +80,7 @@ impl Client {
                 .stream
                 .read(&mut chunk)
                 .await
-                .unwrap_or_else(|e| panic!("no response within {WAIT_LIMIT:?}: {e}"));
+                .unwrap_or_else(|e| panic!("no response within {:?}: {e}", 2 * WAIT_LIMIT));
             assert!(n > 0, "the broker closed the connection");
             self.buf.extend_from_slice(&chunk[..n]);
         }
