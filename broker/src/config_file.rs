@@ -83,3 +83,50 @@ async fn sync_parent_dir(path: &Path) -> Result<(), BrokerError> {
             source,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(move || async move { f().await })
+            .expect("executor")
+            .join()
+            .expect("join");
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_content_and_leaves_no_temp_file() {
+        run(|| async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("topics.json");
+            write_file_atomically(&path, b"{\"a\":1}".to_vec())
+                .await
+                .expect("first write");
+            write_file_atomically(&path, b"{\"a\":2}".to_vec())
+                .await
+                .expect("second write");
+            assert_eq!(std::fs::read(&path).expect("read"), b"{\"a\":2}");
+            let names: Vec<String> = std::fs::read_dir(dir.path())
+                .expect("list")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(names, vec!["topics.json".to_string()]);
+        });
+    }
+
+    #[test]
+    fn a_directory_fsync_error_names_the_directory() {
+        run(|| async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let missing = dir.path().join("gone");
+            let e = sync_parent_dir(&missing.join("topics.json"))
+                .await
+                .expect_err("no such directory");
+            let text = e.to_string();
+            assert!(text.starts_with("fsync directory "), "{text}");
+            assert!(text.contains(&missing.display().to_string()), "{text}");
+        });
+    }
+}
