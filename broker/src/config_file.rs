@@ -1,9 +1,9 @@
 //! The broker's small JSON metadata files under `<store_dir>/config/` (topics, consumer
 //! offsets, delay offsets, transaction scan offsets): read with a default when absent, written
-//! atomically. Not on the data path.
+//! atomically and durably (the directory is fsynced after the rename). Not on the data path.
 
 use std::cell::Cell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
@@ -28,8 +28,8 @@ pub fn read_json_or_default<T: DeserializeOwned + Default>(path: &Path) -> Resul
     }
 }
 
-/// Writes `bytes` to `path` through a temp file, fdatasync and rename, so a crash leaves either
-/// the old or the new content.
+/// Writes `bytes` to `path` through a temp file, fdatasync, rename and an fsync of the
+/// directory, so a crash (power loss included) leaves either the old or the new content.
 pub async fn write_file_atomically(path: &Path, bytes: Vec<u8>) -> Result<(), BrokerError> {
     thread_local! {
         static TMP_COUNTER: Cell<u64> = const { Cell::new(0) };
@@ -63,5 +63,70 @@ pub async fn write_file_atomically(path: &Path, bytes: Vec<u8>) -> Result<(), Br
     glommio::io::rename(&tmp, path)
         .await
         .map_err(io("rename", path))?;
-    Ok(())
+    sync_parent_dir(path).await
+}
+
+/// fsyncs the directory holding `path`, so a rename (or creation) in it survives a power loss.
+/// The fsync runs on glommio's blocking pool: a journal commit must not stall the shard.
+async fn sync_parent_dir(path: &Path) -> Result<(), BrokerError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let synced_dir = dir.clone();
+    glommio::executor()
+        .spawn_blocking(move || std::fs::File::open(&synced_dir)?.sync_all())
+        .await
+        .map_err(|source| BrokerError::Io {
+            op: "fsync directory",
+            path: dir,
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(move || async move { f().await })
+            .expect("executor")
+            .join()
+            .expect("join");
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_content_and_leaves_no_temp_file() {
+        run(|| async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("topics.json");
+            write_file_atomically(&path, b"{\"a\":1}".to_vec())
+                .await
+                .expect("first write");
+            write_file_atomically(&path, b"{\"a\":2}".to_vec())
+                .await
+                .expect("second write");
+            assert_eq!(std::fs::read(&path).expect("read"), b"{\"a\":2}");
+            let names: Vec<String> = std::fs::read_dir(dir.path())
+                .expect("list")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(names, vec!["topics.json".to_string()]);
+        });
+    }
+
+    #[test]
+    fn a_directory_fsync_error_names_the_directory() {
+        run(|| async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let missing = dir.path().join("gone");
+            let e = sync_parent_dir(&missing.join("topics.json"))
+                .await
+                .expect_err("no such directory");
+            let text = e.to_string();
+            assert!(text.starts_with("fsync directory "), "{text}");
+            assert!(text.contains(&missing.display().to_string()), "{text}");
+        });
+    }
 }

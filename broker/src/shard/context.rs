@@ -1,9 +1,15 @@
 //! `ShardContext`: what the runtime hands a shard when it opens it.
+//!
+//! Production leaves `store_disk` unset: the store opens on the real disk (glommio DMA files).
+//! An in-process test sets it to a `SimDisk` to stall, fail and crash the store's I/O under a
+//! real shard.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
+
+use engine::disk::Disk;
 
 use crate::config::BrokerConfig;
 use crate::shard::control::ControlHandle;
@@ -25,6 +31,9 @@ pub struct ShardContext {
     pub control: ControlHandle,
     /// Heartbeat and stall count, shared with the supervisor.
     pub health: Arc<ShardHealth>,
+    /// The disk the store opens on. None (production): the real disk under `store_dir`.
+    /// Some: that disk (tests pass a `SimDisk`); the config files still go to `store_dir`.
+    pub store_disk: Option<Rc<dyn Disk>>,
 }
 
 impl ShardContext {
@@ -44,6 +53,13 @@ impl ShardContext {
             config,
             control,
             health,
+            store_disk: None,
         }
+    }
+
+    /// The same context with the store on `disk` instead of the real disk (for tests).
+    pub fn with_store_disk(mut self, disk: Rc<dyn Disk>) -> Self {
+        self.store_disk = Some(disk);
+        self
     }
 }

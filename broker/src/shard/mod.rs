@@ -17,7 +17,8 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use engine::Store;
+use engine::clock::SystemClock;
+use engine::{Background, Store};
 
 use crate::consumer_group::{ClientTable, ConsumerOffsetTable, LockTable, MessageModel};
 use crate::error::BrokerError;
@@ -80,8 +81,9 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// Opens the shard's store and metadata, creates the system topics, and starts the
-    /// housekeeping task (offset persistence every 5 s, member expiry, lock sweep).
+    /// Opens the shard's store (on `ctx.store_disk` if set, else the real disk) and metadata,
+    /// creates the system topics, and starts the housekeeping task (offset persistence every
+    /// 5 s, member expiry, lock sweep).
     pub async fn open(ctx: ShardContext) -> Result<Rc<Shard>, BrokerError> {
         let config_dir = ctx.store_dir.join("config");
         std::fs::create_dir_all(&config_dir).map_err(|source| BrokerError::Io {
@@ -90,13 +92,22 @@ impl Shard {
             source,
         })?;
         let store_config = ctx.config.store_config(ctx.store_dir.clone());
-        let (store, _report) =
-            Store::open(store_config)
+        let opened = match &ctx.store_disk {
+            None => Store::open(store_config).await,
+            Some(disk) => {
+                Store::open_with(
+                    store_config,
+                    disk.clone(),
+                    Rc::new(SystemClock),
+                    Background::Timers,
+                )
                 .await
-                .map_err(|source| BrokerError::StoreOpen {
-                    path: ctx.store_dir.clone(),
-                    source,
-                })?;
+            }
+        };
+        let (store, _report) = opened.map_err(|source| BrokerError::StoreOpen {
+            path: ctx.store_dir.clone(),
+            source,
+        })?;
         let system_topics = topic::system_topics(
             &ctx.config.broker_cluster_name,
             &ctx.broker_name,
