@@ -68,7 +68,7 @@ pub async fn write_file_atomically(path: &Path, bytes: Vec<u8>) -> Result<(), Br
 
 /// fsyncs the directory holding `path`, so a rename (or creation) in it survives a power loss.
 /// The fsync runs on glommio's blocking pool: a journal commit must not stall the shard.
-async fn sync_parent_dir(path: &Path) -> Result<(), BrokerError> {
+pub async fn sync_parent_dir(path: &Path) -> Result<(), BrokerError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
