@@ -27,7 +27,7 @@ use crate::config::{StoreConfig, PAGE_SIZE_BYTES};
 use crate::consume_queue::{
     CqEntry, QueueTable, CQ_ENTRY_SIZE_BYTES, ENTRIES_PER_FILE, FILE_SIZE_BYTES,
 };
-use crate::disk::{numbered_path, Disk};
+use crate::disk::{create_dir_all_durable, numbered_path, Disk};
 use crate::dispatch::{dispatch, DispatchRecord};
 use crate::error::{IoError, OpenError};
 use crate::index::{Index, IndexEntry, INDEX_ENTRY_SIZE_BYTES};
@@ -183,7 +183,7 @@ pub(crate) async fn recover(
     let cq_dir = root.join("consumequeue");
     let index_dir = root.join("index");
     for d in [root, &log_dir, &cq_dir, &index_dir] {
-        disk.create_dir_all(d)?;
+        create_dir_all_durable(&**disk, d).await?;
     }
     let seg_size = cfg.segment_size_bytes;
     let record_size_max = u64::from(cfg.body_size_max) + crate::config::RECORD_OVERHEAD_MAX;
