@@ -3,8 +3,9 @@
 //! 4 KiB sectors to `durable`. `crash` then keeps, drops or tears (512-byte pieces of old and
 //! new) every sector written since the last sync, chosen by a seeded generator, and turns
 //! every handle opened before the crash into a dead one (its I/O fails).
-//! Writes and syncs can be told to fail, and syncs and reads can be held at a gate (test hooks
-//! that stall the flusher or pause a reader mid-read).
+//! Writes and syncs can be told to fail, and syncs, directory syncs and reads can be held at a
+//! gate (test hooks that stall the flusher, catch a new file before its entry is durable, or
+//! pause a reader mid-read).
 //!
 //! Directory entries: a file or directory created since its parent was last synced
 //! (`sync_dir`) is volatile: at a crash each such entry survives or disappears, chosen by the
@@ -76,6 +77,7 @@ struct SimInner {
     syncs_done: Cell<u64>,
     dir_syncs_done: Cell<u64>,
     sync_gate: Gate,
+    dir_sync_gate: Gate,
     read_gate: Gate,
     clock: Rc<dyn Clock>,
 }
@@ -157,6 +159,7 @@ impl SimDisk {
                 syncs_done: Cell::new(0),
                 dir_syncs_done: Cell::new(0),
                 sync_gate: Gate::default(),
+                dir_sync_gate: Gate::default(),
                 read_gate: Gate::default(),
                 clock,
             }),
@@ -191,6 +194,22 @@ impl SimDisk {
     /// Syncs that have returned Ok since the disk was made.
     pub fn syncs_done(&self) -> u64 {
         self.inner.syncs_done.get()
+    }
+
+    /// Holds every directory sync (before it makes any entry durable) until
+    /// `release_dir_syncs`: a crash meanwhile finds the new entries volatile.
+    pub fn hold_dir_syncs(&self) {
+        self.inner.dir_sync_gate.set_closed(true);
+    }
+
+    /// Lets held directory syncs (and later ones) go on.
+    pub fn release_dir_syncs(&self) {
+        self.inner.dir_sync_gate.set_closed(false);
+    }
+
+    /// Directory syncs waiting at the gate now.
+    pub fn dir_syncs_held(&self) -> u32 {
+        self.inner.dir_sync_gate.waiting.get()
     }
 
     /// Directory syncs (`sync_dir`) that have returned Ok since the disk was made.
@@ -572,7 +591,13 @@ impl Disk for SimDisk {
 
     fn sync_dir<'a>(&'a self, dir: &'a Path) -> LocalBoxFuture<'a, Result<(), IoError>> {
         Box::pin(async move {
+            let generation = self.inner.generation.get();
             futures_lite::future::yield_now().await;
+            self.inner.dir_sync_gate.pass().await;
+            if self.inner.generation.get() != generation {
+                // Started before a crash: it made nothing durable.
+                return Err(IoError::new("fsync_dir", dir, 0, eio("crash during fsync")));
+            }
             let mut state = self.inner.state.borrow_mut();
             if !state.dirs.contains(dir) {
                 let e = io::Error::from(io::ErrorKind::NotFound);
