@@ -6,8 +6,8 @@
 //! sector is kept, dropped or torn; every directory entry not yet synced is kept or dropped)
 //! or shut down cleanly. Every message handed to `put` is kept (topic, queue, body, tags,
 //! keys, properties, header fields). Invariants checked after every recovery:
-//! 1. every acknowledged record reads back byte-identical, and its consume-queue entry points
-//!    at it with its tags code;
+//! 1. every acknowledged record reads back byte-identical, its consume-queue entry points
+//!    at it with its tags code, and a query by its key finds it;
 //! 2. walking the commitlog from min to end finds only valid records, each at its own offset,
 //!    separated only by end-of-segment blanks, and each is exactly one message that was
 //!    written (acknowledged or not: header fields, properties and body), none twice;

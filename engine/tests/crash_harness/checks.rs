@@ -236,6 +236,15 @@ pub async fn check_invariants(
             "CQ entry points at the acked record"
         );
         assert_eq!(codes.borrow()[0], tags_hash(w.tag), "CQ tags code of {a:?}");
+        let by_key = store
+            .query_by_key(w.topic, &a.key, 4, 0, i64::MAX)
+            .await
+            .expect("query by key");
+        assert!(
+            by_key.iter().any(|b| b[..] == a.bytes[..]),
+            "LOST ACKED RECORD: index has no entry for key {} of {a:?}",
+            a.key
+        );
     }
     // 3: every CQ entry points at a valid record of its queue, with its tags code.
     for ((topic, q), (min, max)) in &s.queues {
