@@ -67,7 +67,7 @@ impl Persister {
             return Ok(f.clone());
         }
         let dir = QueueTable::queue_dir(&self.cq_dir, &key.0, key.1);
-        create_dir_all_durable(&*self.disk, &dir).await?;
+        create_dir_all_durable(&*self.disk, &dir, &self.cq_dir).await?;
         let path = numbered_path(&dir, file_index * FILE_SIZE_BYTES);
         let f = open_durable(&*self.disk, &path).await?;
         self.cq_files.borrow_mut().insert(k, f.clone());
@@ -78,7 +78,7 @@ impl Persister {
         if let Some(f) = self.index_files.borrow().get(&segment_base) {
             return Ok(f.clone());
         }
-        create_dir_all_durable(&*self.disk, &self.index_dir).await?;
+        create_dir_all_durable(&*self.disk, &self.index_dir, &self.index_dir).await?;
         let path = numbered_path(&self.index_dir, segment_base);
         let f = open_durable(&*self.disk, &path).await?;
         self.index_files

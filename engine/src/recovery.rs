@@ -182,8 +182,11 @@ pub(crate) async fn recover(
     let log_dir = root.join("commitlog");
     let cq_dir = root.join("consumequeue");
     let index_dir = root.join("index");
-    for d in [root, &log_dir, &cq_dir, &index_dir] {
-        create_dir_all_durable(&**disk, d).await?;
+    // The store's own directories: their entries in `root` are synced on every open (a killed
+    // process may have created one and not synced `root`); `root` itself only when created.
+    create_dir_all_durable(&**disk, root, root).await?;
+    for d in [&log_dir, &cq_dir, &index_dir] {
+        create_dir_all_durable(&**disk, d, root).await?;
     }
     let seg_size = cfg.segment_size_bytes;
     let record_size_max = u64::from(cfg.body_size_max) + crate::config::RECORD_OVERHEAD_MAX;
@@ -215,6 +218,8 @@ pub(crate) async fn recover(
             }
         }
     }
+    // Segment entries left unsynced by a killed process become durable before any is used.
+    disk.sync_dir(&log_dir).await?;
     report.segment_count = bases.len();
     let mut segments: BTreeMap<u64, Rc<Segment>> = BTreeMap::new();
     for b in &bases {

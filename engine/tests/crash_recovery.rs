@@ -3,8 +3,8 @@
 //! Each seed runs rounds of: open (recover), check the invariants, run concurrent producers
 //! (single puts and batches, SYNC or ASYNC flush), sometimes inject a failed fdatasync or
 //! write, sometimes hold directory syncs, then crash at a random moment (every unsynced 4 KiB
-//! sector is kept, dropped or torn; every directory entry not yet synced is kept or dropped)
-//! or shut down cleanly. Every message handed to `put` is kept (topic, queue, body, tags,
+//! sector is kept, dropped or torn; every directory entry not yet synced is kept or dropped),
+//! kill the process (nothing lost, unsynced stays unsynced) or shut down cleanly. Every message handed to `put` is kept (topic, queue, body, tags,
 //! keys, properties, header fields). Invariants checked after every recovery:
 //! 1. every acknowledged record reads back byte-identical, its consume-queue entry points
 //!    at it with its tags code, and a query by its key finds it;

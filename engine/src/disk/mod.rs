@@ -8,8 +8,10 @@
 //! - A new directory entry (a file made by `open`, a directory made by `create_dir_all`) is
 //!   durable only after `sync_dir` on its parent directory returns Ok: until then a power loss
 //!   may drop the entry and, with it, everything written to the file, synced or not. The engine
-//!   calls `sync_dir` after creating every file and directory (`create_dir_all_durable` for
-//!   directories). The engine never renames files, so the trait has no rename.
+//!   calls `sync_dir` after creating every file and directory (`open_durable`,
+//!   `create_dir_all_durable`), and again for files and directories that already exist when it
+//!   starts using them in a process (a killed process may have left them unsynced). The engine
+//!   never renames files, so the trait has no rename.
 //! - Removals are not relied on for durability: the engine removes only files it no longer
 //!   needs. (`SimDisk` applies removals at once; a real disk may bring a removed file back
 //!   after a power loss, which recovery treats like any other leftover file.)
@@ -114,20 +116,29 @@ fn parent_dir(path: &Path) -> Option<&Path> {
     })
 }
 
-/// Creates `dir` and its missing parents, and makes each new entry durable by syncing the
-/// directory that holds it.
-pub async fn create_dir_all_durable(disk: &dyn Disk, dir: &Path) -> Result<(), IoError> {
-    let missing: Vec<PathBuf> = dir
-        .ancestors()
-        .filter(|a| !a.as_os_str().is_empty())
-        .take_while(|a| !disk.exists(a))
-        .map(Path::to_path_buf)
-        .collect();
-    disk.create_dir_all(dir)?;
-    for new_dir in &missing {
-        if let Some(parent) = parent_dir(new_dir) {
-            disk.sync_dir(parent).await?;
+/// Creates `dir` and its missing parents, then makes durable the entry of every directory on
+/// the way from `base` (exclusive) down to `dir`, and of every directory it created above
+/// `base`, by syncing the directory that holds each. Entries under `base` are synced even when
+/// they already existed: a process killed between creating one and syncing its parent leaves
+/// it there, not durable.
+pub async fn create_dir_all_durable(
+    disk: &dyn Disk,
+    dir: &Path,
+    base: &Path,
+) -> Result<(), IoError> {
+    let mut to_sync: Vec<PathBuf> = Vec::new();
+    for a in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        let is_under_base = a != base && a.starts_with(base);
+        if !is_under_base && disk.exists(a) {
+            break;
         }
+        if let Some(parent) = parent_dir(a) {
+            to_sync.push(parent.to_path_buf());
+        }
+    }
+    disk.create_dir_all(dir)?;
+    for parent in &to_sync {
+        disk.sync_dir(parent).await?;
     }
     Ok(())
 }

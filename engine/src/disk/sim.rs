@@ -296,6 +296,13 @@ impl SimDisk {
         report
     }
 
+    /// The process dies, the machine does not (SIGKILL): old handles die and every I/O
+    /// held at a gate fails, but nothing written is lost, and what was not durable stays so
+    /// (until a later `sync`, `sync_dir` or `crash`).
+    pub fn kill_process(&self) {
+        self.inner.generation.set(self.inner.generation.get() + 1);
+    }
+
     /// Keeps or drops each unsynced entry, parents before children (sorted paths).
     fn crash_entries(&self, rng: &mut SimRng, report: &mut CrashReport) {
         let mut state = self.inner.state.borrow_mut();
