@@ -8,7 +8,9 @@
 //!    before the dispatch checkpoint `D` (the ones the checkpoint says are durable), and cut
 //!    their files after the last kept entry (stale entries never come back).
 //! 3. Scan the commitlog from `D`; each position is classified (`Found`) and the table in
-//!    [`decide`] says what to do. Every kept record is dispatched again (idempotent).
+//!    [`decide`] says what to do. Every kept record is dispatched again (idempotent). The
+//!    scanned segments are then synced: a killed process may have left what the scan kept in
+//!    a volatile cache, and a checkpoint is about to call it durable.
 //! 4. Unless the last shutdown was clean at exactly this end, zero the rest of the last
 //!    segment and delete later segments, so no stale record past the end can ever be read
 //!    (e.g. sectors kept after a dropped one), then sync.
@@ -331,6 +333,13 @@ pub(crate) async fn recover(
         }
     }
     let end = pos_abs;
+    // What the scan kept past the checkpoint may be in a volatile cache only (written by a
+    // process that was killed before its fdatasync): make it durable before a checkpoint or
+    // an acknowledgement counts on it.
+    let first_scanned = scan_start - scan_start % seg_size;
+    for seg in segments.range(first_scanned..=end).map(|(_, s)| s) {
+        seg.file.sync().await?;
+    }
     report.truncated_at = truncated;
     report.end_offset = end;
     report.was_clean =
