@@ -12,7 +12,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use crate::config::PAGE_SIZE_BYTES;
-use crate::disk::{Disk, DiskFile};
+use crate::disk::{open_durable, Disk, DiskFile};
 use crate::error::IoError;
 
 const MAGIC: u32 = u32::from_be_bytes(*b"PTCK");
@@ -85,7 +85,7 @@ pub(crate) struct CheckpointFile {
 impl CheckpointFile {
     /// Opens (or creates) `path` and reads the newest valid slot.
     pub(crate) async fn open(disk: &dyn Disk, path: &Path) -> Result<Self, IoError> {
-        let file = disk.open(path).await?;
+        let file = open_durable(disk, path).await?;
         let bytes = file.read_at(0, 2 * PAGE_SIZE_BYTES as usize).await?;
         let slot = |i: usize| {
             bytes

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use crate::checkpoint::{Checkpoint, CheckpointFile};
 use crate::config::PAGE_SIZE_BYTES;
 use crate::consume_queue::{CqEntry, QueueTable, CQ_ENTRY_SIZE_BYTES, FILE_SIZE_BYTES};
-use crate::disk::{numbered_path, Disk, DiskFile};
+use crate::disk::{create_dir_all_durable, numbered_path, open_durable, Disk, DiskFile};
 use crate::error::IoError;
 use crate::index::{Index, INDEX_ENTRY_SIZE_BYTES};
 
@@ -67,11 +67,9 @@ impl Persister {
             return Ok(f.clone());
         }
         let dir = QueueTable::queue_dir(&self.cq_dir, &key.0, key.1);
-        self.disk.create_dir_all(&dir)?;
-        let f = self
-            .disk
-            .open(&numbered_path(&dir, file_index * FILE_SIZE_BYTES))
-            .await?;
+        create_dir_all_durable(&*self.disk, &dir, &self.cq_dir).await?;
+        let path = numbered_path(&dir, file_index * FILE_SIZE_BYTES);
+        let f = open_durable(&*self.disk, &path).await?;
         self.cq_files.borrow_mut().insert(k, f.clone());
         Ok(f)
     }
@@ -80,11 +78,9 @@ impl Persister {
         if let Some(f) = self.index_files.borrow().get(&segment_base) {
             return Ok(f.clone());
         }
-        self.disk.create_dir_all(&self.index_dir)?;
-        let f = self
-            .disk
-            .open(&numbered_path(&self.index_dir, segment_base))
-            .await?;
+        create_dir_all_durable(&*self.disk, &self.index_dir, &self.index_dir).await?;
+        let path = numbered_path(&self.index_dir, segment_base);
+        let f = open_durable(&*self.disk, &path).await?;
         self.index_files
             .borrow_mut()
             .insert(segment_base, f.clone());

@@ -8,7 +8,9 @@
 //!    before the dispatch checkpoint `D` (the ones the checkpoint says are durable), and cut
 //!    their files after the last kept entry (stale entries never come back).
 //! 3. Scan the commitlog from `D`; each position is classified (`Found`) and the table in
-//!    [`decide`] says what to do. Every kept record is dispatched again (idempotent).
+//!    [`decide`] says what to do. Every kept record is dispatched again (idempotent). The
+//!    scanned segments are then synced: a killed process may have left what the scan kept in
+//!    a volatile cache, and a checkpoint is about to call it durable.
 //! 4. Unless the last shutdown was clean at exactly this end, zero the rest of the last
 //!    segment and delete later segments, so no stale record past the end can ever be read
 //!    (e.g. sectors kept after a dropped one), then sync.
@@ -27,7 +29,7 @@ use crate::config::{StoreConfig, PAGE_SIZE_BYTES};
 use crate::consume_queue::{
     CqEntry, QueueTable, CQ_ENTRY_SIZE_BYTES, ENTRIES_PER_FILE, FILE_SIZE_BYTES,
 };
-use crate::disk::{numbered_path, Disk};
+use crate::disk::{create_dir_all_durable, numbered_path, Disk};
 use crate::dispatch::{dispatch, DispatchRecord};
 use crate::error::{IoError, OpenError};
 use crate::index::{Index, IndexEntry, INDEX_ENTRY_SIZE_BYTES};
@@ -182,8 +184,11 @@ pub(crate) async fn recover(
     let log_dir = root.join("commitlog");
     let cq_dir = root.join("consumequeue");
     let index_dir = root.join("index");
-    for d in [root, &log_dir, &cq_dir, &index_dir] {
-        disk.create_dir_all(d)?;
+    // The store's own directories: their entries in `root` are synced on every open (a killed
+    // process may have created one and not synced `root`); `root` itself only when created.
+    create_dir_all_durable(&**disk, root, root).await?;
+    for d in [&log_dir, &cq_dir, &index_dir] {
+        create_dir_all_durable(&**disk, d, root).await?;
     }
     let seg_size = cfg.segment_size_bytes;
     let record_size_max = u64::from(cfg.body_size_max) + crate::config::RECORD_OVERHEAD_MAX;
@@ -215,6 +220,8 @@ pub(crate) async fn recover(
             }
         }
     }
+    // Segment entries left unsynced by a killed process become durable before any is used.
+    disk.sync_dir(&log_dir).await?;
     report.segment_count = bases.len();
     let mut segments: BTreeMap<u64, Rc<Segment>> = BTreeMap::new();
     for b in &bases {
@@ -326,6 +333,13 @@ pub(crate) async fn recover(
         }
     }
     let end = pos_abs;
+    // What the scan kept past the checkpoint may be in a volatile cache only (written by a
+    // process that was killed before its fdatasync): make it durable before a checkpoint or
+    // an acknowledgement counts on it.
+    let first_scanned = scan_start - scan_start % seg_size;
+    for seg in segments.range(first_scanned..=end).map(|(_, s)| s) {
+        seg.file.sync().await?;
+    }
     report.truncated_at = truncated;
     report.end_offset = end;
     report.was_clean =

@@ -1,8 +1,17 @@
-//! Put and read back records through a real Store on the real disk (glommio DmaFile).
+//! Put and read back records through a real Store on the real disk (glommio DmaFile), and
+//! SYNC_FLUSH group commit on the simulated disk (which counts fdatasyncs).
 mod common;
 
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::rc::Rc;
+
 use common::{config, msg, run, tempdir};
-use engine::{FlushMode, GetLimit, GetStatus, QueueId, QueueOffset, Store};
+use engine::clock::ManualClock;
+use engine::disk::sim::SimDisk;
+use engine::{
+    Background, FlushMode, GetLimit, GetStatus, QueueId, QueueOffset, Store, StoreConfig,
+};
 
 #[test]
 fn put_get_reopen_on_real_disk() {
@@ -98,7 +107,7 @@ fn put_get_reopen_on_real_disk() {
 }
 
 #[test]
-fn async_flush_and_group_commit_with_many_waiters() {
+fn async_flush_makes_1000_puts_durable_in_fewer_flushes() {
     let dir = tempdir();
     let root = dir.path().to_path_buf();
     run(move || async move {
@@ -115,6 +124,66 @@ fn async_flush_and_group_commit_with_many_waiters() {
             t.await.expect("durable");
         }
         assert!(store.flush_count() < 1000);
+        store.shutdown().await.expect("shutdown");
+    });
+}
+
+/// SYNC_FLUSH group commit: 64 producers each put one message and wait for its ticket at the
+/// same time; the flusher covers them with far fewer fdatasyncs than waiters, and no ticket
+/// resolves before an fdatasync that completed after its put.
+#[test]
+fn sync_flush_group_commit_64_waiters_share_few_fdatasyncs() {
+    const WAITERS: u64 = 64;
+    run(|| async {
+        let clock = Rc::new(ManualClock::new(1_000));
+        let disk = SimDisk::new(1 << 30, clock.clone());
+        let cfg = StoreConfig {
+            root_dir: PathBuf::from("/sim/group"),
+            segment_size_bytes: 1 << 20,
+            body_size_max: 4096,
+            flush_mode: FlushMode::Sync,
+            ..Default::default()
+        };
+        let (store, _) = Store::open_with(cfg, Rc::new(disk.clone()), clock, Background::Manual)
+            .await
+            .expect("open");
+        // The first segment exists before the waiters start.
+        let warm = store.put(&msg("G", 0, b"warm", "")).expect("put");
+        warm.ticket.await.expect("durable");
+        let syncs_before = disk.syncs_done();
+        let acked = Rc::new(Cell::new(0u64));
+        let mut waiters = Vec::new();
+        for i in 0..WAITERS {
+            let (store, disk, acked) = (store.clone(), disk.clone(), acked.clone());
+            waiters.push(glommio::spawn_local(async move {
+                // Spread the puts over several flusher rounds.
+                for _ in 0..i % 7 {
+                    futures_lite::future::yield_now().await;
+                }
+                let body = i.to_be_bytes();
+                let r = store
+                    .put(&msg("G", (i % 4) as u32, &body, ""))
+                    .expect("put");
+                let syncs_at_put = disk.syncs_done();
+                r.ticket.await.expect("durable");
+                assert!(
+                    disk.syncs_done() > syncs_at_put,
+                    "waiter {i} acknowledged with no fdatasync completed after its put"
+                );
+                acked.set(acked.get() + 1);
+            }));
+        }
+        for w in waiters {
+            w.await;
+        }
+        let syncs = disk.syncs_done() - syncs_before;
+        println!("{WAITERS} SYNC_FLUSH waiters, {syncs} fdatasyncs");
+        assert_eq!(acked.get(), WAITERS);
+        assert!(syncs >= 1);
+        assert!(
+            syncs <= WAITERS / 4,
+            "{syncs} fdatasyncs for {WAITERS} waiters: group commit did not share them"
+        );
         store.shutdown().await.expect("shutdown");
     });
 }

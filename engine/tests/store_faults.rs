@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use common::msg;
 use engine::clock::ManualClock;
-use engine::disk::sim::SimDisk;
+use engine::disk::sim::{SimDisk, SimRng};
 use engine::{
     Background, CommitLogOffset, FlushError, FlushMode, GetLimit, GetStatus, PutError, QueueId,
     QueueOffset, Store, StoreConfig,
@@ -57,13 +57,21 @@ fn failed_fdatasync_poisons_the_store_and_nothing_acked_is_lost() {
         assert_eq!(engine::record::decode(&b).expect("decode").body(), b"first");
         assert!(store.shutdown().await.is_err());
         drop(store);
+        // Power loss: whatever the failed fdatasync left unsynced is kept, dropped or torn.
+        let report = disk.crash(&mut SimRng::new(29));
+        println!("crash: {report:?}");
         let (store, _) = open().await.expect("reopen");
         let b = store
             .read_message(CommitLogOffset(0))
             .await
-            .expect("read after reopen");
+            .expect("acknowledged record readable after the crash");
         assert_eq!(engine::record::decode(&b).expect("decode").body(), b"first");
-        assert!(store.put(&msg("T", 0, b"after", "")).is_ok());
+        store
+            .put(&msg("T", 0, b"after", ""))
+            .expect("put after recovery")
+            .ticket
+            .await
+            .expect("durable after recovery");
     });
 }
 
@@ -211,23 +219,38 @@ fn retention_deletes_old_segments_at_delete_hour_without_breaking_readers() {
                 .segments_deleted,
             0
         );
-        // Start a read of the oldest record, let retention delete its segment meanwhile.
+        // Start a read of the oldest record and hold it at the disk, mid-read (its segment
+        // looked up, the file read not done); retention deletes that segment meanwhile.
+        disk.hold_reads();
         let reader = {
             let s = store.clone();
             let off = first.expect("first");
             glommio::spawn_local(async move { s.read_message(off).await })
         };
+        for _ in 0..1000 {
+            if disk.reads_held() > 0 {
+                break;
+            }
+            futures_lite::future::yield_now().await;
+        }
+        assert_eq!(disk.reads_held(), 1, "the reader is held mid-read");
         clock.set_ms(day + 4 * 24 * HOUR_MS + 4 * HOUR_MS); // 4 days later, 04:xx
         let rep = store.run_retention_now().await.expect("retention");
         assert!(rep.segments_deleted >= 3, "{rep:?}");
-        let read = reader.await;
-        // Either the read completed from the still-open file, or it was refused cleanly.
-        if let Ok(b) = read {
-            assert_eq!(
-                engine::record::decode(&b).expect("decode").body(),
-                &body[..]
-            );
-        }
+        assert!(
+            store.min_commit_log_offset().0 > first.expect("first").0,
+            "the reader's segment was deleted while it was reading"
+        );
+        assert_eq!(disk.reads_held(), 1, "the reader is still mid-read");
+        disk.release_reads();
+        // The read completes from the file it had open.
+        let b = reader
+            .await
+            .expect("a read under way survives the deletion of its segment");
+        assert_eq!(
+            engine::record::decode(&b).expect("decode").body(),
+            &body[..]
+        );
         assert!(store.min_commit_log_offset().0 >= 3 * (128 << 10));
         assert!(store.min_offset("T", QueueId(0)).0 > 0);
         let limit = GetLimit {

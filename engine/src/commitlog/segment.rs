@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::disk::{numbered_path, Disk, DiskFile, Preallocation};
+use crate::disk::{numbered_path, open_durable, Disk, DiskFile, Preallocation};
 use crate::error::IoError;
 
 /// An open segment file. Shared (`Rc`) by the log and any reader in progress, so deleting the
@@ -30,7 +30,8 @@ pub(crate) async fn open(disk: &dyn Disk, dir: &Path, base: u64) -> Result<Segme
     Ok(Segment { base, path, file })
 }
 
-/// Creates (or recreates) a segment: preallocated and zero-filled, then synced.
+/// Creates (or recreates) a segment: its directory entry made durable, preallocated and
+/// zero-filled, then synced.
 pub(crate) async fn create(
     disk: &dyn Disk,
     dir: &Path,
@@ -38,7 +39,7 @@ pub(crate) async fn create(
     size: u64,
 ) -> Result<Segment, IoError> {
     let path = numbered_path(dir, base);
-    let file = disk.open(&path).await?;
+    let file = open_durable(disk, &path).await?;
     file.preallocate(size, Preallocation::ZeroFill).await?;
     file.sync().await?;
     Ok(Segment { base, path, file })

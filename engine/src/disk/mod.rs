@@ -5,7 +5,18 @@
 //! Contract for every implementation:
 //! - `write_at` positions are 4 KiB aligned; the data is padded with zeros to a 4 KiB multiple.
 //! - A write is durable only after `sync` on the same file returns Ok.
-//! - Files and directories created or removed are durable at once (metadata is not simulated).
+//! - A new directory entry (a file made by `open`, a directory made by `create_dir_all`) is
+//!   durable only after `sync_dir` on its parent directory returns Ok: until then a power loss
+//!   may drop the entry and, with it, everything written to the file, synced or not. The engine
+//!   calls `sync_dir` after creating every file and directory (`open_durable`,
+//!   `create_dir_all_durable`), and again for files and directories that already exist when it
+//!   starts using them in a process (a killed process may have left them unsynced). The engine
+//!   never renames files, so the trait has no rename.
+//! - Removals are not relied on for durability: the engine removes only files it no longer
+//!   needs. (`SimDisk` applies removals at once; a real disk may bring a removed file back
+//!   after a power loss, which recovery treats like any other leftover file.)
+//! - Size changes by `preallocate` and `truncate` count as durable with the file's data
+//!   (fdatasync covers the size a later read needs).
 //! - Objects are owned by one shard's thread (`Rc`, not `Send`).
 
 use std::future::Future;
@@ -90,6 +101,55 @@ pub trait Disk {
     fn modified_ms(&self, path: &Path) -> Result<i64, IoError>;
     /// Whether a file exists.
     fn exists(&self, path: &Path) -> bool;
+    /// Makes the entries of directory `dir` durable (fsync of the directory): files and
+    /// directories created in it so far survive a power loss once this returns Ok.
+    fn sync_dir<'a>(&'a self, dir: &'a Path) -> LocalBoxFuture<'a, Result<(), IoError>>;
+}
+
+/// The directory holding `path` (`.` for a bare relative name), or `None` for a root.
+fn parent_dir(path: &Path) -> Option<&Path> {
+    let parent = path.parent()?;
+    Some(if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    })
+}
+
+/// Creates `dir` and its missing parents, then makes durable the entry of every directory on
+/// the way from `base` (exclusive) down to `dir`, and of every directory it created above
+/// `base`, by syncing the directory that holds each. Entries under `base` are synced even when
+/// they already existed: a process killed between creating one and syncing its parent leaves
+/// it there, not durable.
+pub async fn create_dir_all_durable(
+    disk: &dyn Disk,
+    dir: &Path,
+    base: &Path,
+) -> Result<(), IoError> {
+    let mut to_sync: Vec<PathBuf> = Vec::new();
+    for a in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        let is_under_base = a != base && a.starts_with(base);
+        if !is_under_base && disk.exists(a) {
+            break;
+        }
+        if let Some(parent) = parent_dir(a) {
+            to_sync.push(parent.to_path_buf());
+        }
+    }
+    disk.create_dir_all(dir)?;
+    for parent in &to_sync {
+        disk.sync_dir(parent).await?;
+    }
+    Ok(())
+}
+
+/// Opens `path`, creating it if missing, and makes its directory entry durable.
+pub async fn open_durable(disk: &dyn Disk, path: &Path) -> Result<Rc<dyn DiskFile>, IoError> {
+    let file = disk.open(path).await?;
+    if let Some(parent) = parent_dir(path) {
+        disk.sync_dir(parent).await?;
+    }
+    Ok(file)
 }
 
 /// `dir/name` for a 20-digit zero-padded number.

@@ -3,10 +3,16 @@
 //! 4 KiB sectors to `durable`. `crash` then keeps, drops or tears (512-byte pieces of old and
 //! new) every sector written since the last sync, chosen by a seeded generator, and turns
 //! every handle opened before the crash into a dead one (its I/O fails).
-//! Writes and syncs can be told to fail, and syncs and reads can be held at a gate (test hooks
-//! that stall the flusher or pause a reader mid-read). File creation, removal and size changes
-//! are durable at once (metadata is not simulated). Every read, write and sync yields once to
-//! the executor first, so other tasks (producers, a crash) interleave with I/O as on a real disk.
+//! Writes and syncs can be told to fail, and syncs, directory syncs and reads can be held at a
+//! gate (test hooks that stall the flusher, catch a new file before its entry is durable, or
+//! pause a reader mid-read).
+//!
+//! Directory entries: a file or directory created since its parent was last synced
+//! (`sync_dir`) is volatile: at a crash each such entry survives or disappears, chosen by the
+//! seeded generator, and a dropped directory takes everything under it along. Synced entries
+//! always survive. Removals and size changes are applied durably at once (not simulated; the
+//! engine never renames, so there is no rename). Every read, write and sync yields once to the
+//! executor first, so other tasks (producers, a crash) interleave with I/O as on a real disk.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
@@ -57,6 +63,8 @@ struct FileData {
 struct SimState {
     files: HashMap<PathBuf, Rc<RefCell<FileData>>>,
     dirs: BTreeSet<PathBuf>,
+    /// Files and directories created since their parent directory was last synced.
+    unsynced_entries: BTreeSet<PathBuf>,
 }
 
 struct SimInner {
@@ -67,7 +75,9 @@ struct SimInner {
     write_failures: Cell<u32>,
     sync_failures: Cell<u32>,
     syncs_done: Cell<u64>,
+    dir_syncs_done: Cell<u64>,
     sync_gate: Gate,
+    dir_sync_gate: Gate,
     read_gate: Gate,
     clock: Rc<dyn Clock>,
 }
@@ -123,6 +133,12 @@ pub struct CrashReport {
     pub sectors_dropped: u64,
     /// Unsynced sectors torn (a mix of old and new 512-byte pieces).
     pub sectors_torn: u64,
+    /// Unsynced directory entries (new files and directories) that survived.
+    pub entries_kept: u64,
+    /// Unsynced directory entries dropped (a dropped directory counts once).
+    pub entries_dropped: u64,
+    /// Files gone with a dropped entry (the file itself or one under a dropped directory).
+    pub files_lost: u64,
 }
 
 impl SimDisk {
@@ -133,6 +149,7 @@ impl SimDisk {
                 state: RefCell::new(SimState {
                     files: HashMap::new(),
                     dirs: BTreeSet::new(),
+                    unsynced_entries: BTreeSet::new(),
                 }),
                 generation: Cell::new(0),
                 capacity_bytes: Cell::new(capacity_bytes),
@@ -140,7 +157,9 @@ impl SimDisk {
                 write_failures: Cell::new(0),
                 sync_failures: Cell::new(0),
                 syncs_done: Cell::new(0),
+                dir_syncs_done: Cell::new(0),
                 sync_gate: Gate::default(),
+                dir_sync_gate: Gate::default(),
                 read_gate: Gate::default(),
                 clock,
             }),
@@ -177,6 +196,39 @@ impl SimDisk {
         self.inner.syncs_done.get()
     }
 
+    /// Holds every directory sync (before it makes any entry durable) until
+    /// `release_dir_syncs`: a crash meanwhile finds the new entries volatile.
+    pub fn hold_dir_syncs(&self) {
+        self.inner.dir_sync_gate.set_closed(true);
+    }
+
+    /// Lets held directory syncs (and later ones) go on.
+    pub fn release_dir_syncs(&self) {
+        self.inner.dir_sync_gate.set_closed(false);
+    }
+
+    /// Directory syncs waiting at the gate now.
+    pub fn dir_syncs_held(&self) -> u32 {
+        self.inner.dir_sync_gate.waiting.get()
+    }
+
+    /// Directory syncs (`sync_dir`) that have returned Ok since the disk was made.
+    pub fn dir_syncs_done(&self) -> u64 {
+        self.inner.dir_syncs_done.get()
+    }
+
+    /// Files and directories whose entry is not durable yet (created since their parent
+    /// directory was last synced).
+    pub fn unsynced_entries(&self) -> Vec<PathBuf> {
+        self.inner
+            .state
+            .borrow()
+            .unsynced_entries
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// Holds every read (after its handle is checked, before it copies data) until
     /// `release_reads`.
     pub fn hold_reads(&self) {
@@ -198,10 +250,12 @@ impl SimDisk {
         self.inner.extra_used_bytes.set(bytes);
     }
 
-    /// Power loss: every unsynced sector is kept, dropped or torn; old handles die.
+    /// Power loss: every unsynced directory entry is kept or dropped, every unsynced sector
+    /// is kept, dropped or torn; old handles die.
     pub fn crash(&self, rng: &mut SimRng) -> CrashReport {
         self.inner.generation.set(self.inner.generation.get() + 1);
         let mut report = CrashReport::default();
+        self.crash_entries(rng, &mut report);
         let state = self.inner.state.borrow();
         let mut paths: Vec<&PathBuf> = state.files.keys().collect();
         paths.sort();
@@ -240,6 +294,34 @@ impl SimDisk {
             f.volatile = f.durable.clone();
         }
         report
+    }
+
+    /// The process dies, the machine does not (SIGKILL): old handles die and every I/O
+    /// held at a gate fails, but nothing written is lost, and what was not durable stays so
+    /// (until a later `sync`, `sync_dir` or `crash`).
+    pub fn kill_process(&self) {
+        self.inner.generation.set(self.inner.generation.get() + 1);
+    }
+
+    /// Keeps or drops each unsynced entry, parents before children (sorted paths).
+    fn crash_entries(&self, rng: &mut SimRng, report: &mut CrashReport) {
+        let mut state = self.inner.state.borrow_mut();
+        let state = &mut *state;
+        for entry in std::mem::take(&mut state.unsynced_entries) {
+            let is_present = state.files.contains_key(&entry) || state.dirs.contains(&entry);
+            if !is_present {
+                continue; // under a directory dropped just before
+            }
+            if rng.below(2) == 0 {
+                report.entries_kept += 1;
+                continue;
+            }
+            report.entries_dropped += 1;
+            let before = state.files.len();
+            state.files.retain(|p, _| !p.starts_with(&entry));
+            report.files_lost += (before - state.files.len()) as u64;
+            state.dirs.retain(|p| !p.starts_with(&entry));
+        }
     }
 
     /// Bytes a reader sees now in `path` (for tests).
@@ -423,6 +505,9 @@ impl Disk for SimDisk {
                     let e = io::Error::from(io::ErrorKind::NotFound);
                     return Err(IoError::new("open", path, 0, e));
                 }
+                if !state.files.contains_key(path) && path.parent().is_some() {
+                    state.unsynced_entries.insert(path.to_path_buf());
+                }
                 state.files.entry(path.to_path_buf()).or_default().clone()
             };
             Ok(Rc::new(SimFile {
@@ -435,7 +520,9 @@ impl Disk for SimDisk {
     }
 
     fn remove(&self, path: &Path) -> Result<(), IoError> {
-        match self.inner.state.borrow_mut().files.remove(path) {
+        let mut state = self.inner.state.borrow_mut();
+        state.unsynced_entries.remove(path);
+        match state.files.remove(path) {
             Some(_) => Ok(()),
             None => Err(IoError::new(
                 "remove",
@@ -448,8 +535,10 @@ impl Disk for SimDisk {
 
     fn create_dir_all(&self, path: &Path) -> Result<(), IoError> {
         let mut state = self.inner.state.borrow_mut();
-        for a in path.ancestors() {
-            state.dirs.insert(a.to_path_buf());
+        for a in path.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+            if state.dirs.insert(a.to_path_buf()) && a.parent().is_some() {
+                state.unsynced_entries.insert(a.to_path_buf());
+            }
         }
         Ok(())
     }
@@ -472,6 +561,7 @@ impl Disk for SimDisk {
         let mut state = self.inner.state.borrow_mut();
         state.files.retain(|p, _| !p.starts_with(path));
         state.dirs.retain(|p| !p.starts_with(path));
+        state.unsynced_entries.retain(|p| !p.starts_with(path));
         Ok(())
     }
 
@@ -504,5 +594,27 @@ impl Disk for SimDisk {
     fn exists(&self, path: &Path) -> bool {
         let state = self.inner.state.borrow();
         state.files.contains_key(path) || state.dirs.contains(path)
+    }
+
+    fn sync_dir<'a>(&'a self, dir: &'a Path) -> LocalBoxFuture<'a, Result<(), IoError>> {
+        Box::pin(async move {
+            let generation = self.inner.generation.get();
+            futures_lite::future::yield_now().await;
+            self.inner.dir_sync_gate.pass().await;
+            if self.inner.generation.get() != generation {
+                // Started before a crash: it made nothing durable.
+                return Err(IoError::new("fsync_dir", dir, 0, eio("crash during fsync")));
+            }
+            let mut state = self.inner.state.borrow_mut();
+            if !state.dirs.contains(dir) {
+                let e = io::Error::from(io::ErrorKind::NotFound);
+                return Err(IoError::new("fsync_dir", dir, 0, e));
+            }
+            state.unsynced_entries.retain(|p| p.parent() != Some(dir));
+            self.inner
+                .dir_syncs_done
+                .set(self.inner.dir_syncs_done.get() + 1);
+            Ok(())
+        })
     }
 }

@@ -1,6 +1,8 @@
 //! Shared setup for engine integration tests.
 #![allow(dead_code)]
 
+pub mod seeds;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -65,4 +67,28 @@ where
         .expect("spawn executor")
         .join()
         .expect("executor thread")
+}
+
+/// Like `run`, but a panic inside `f` comes back as its message.
+pub fn run_catching<F, Fut, T>(f: F) -> Result<T, String>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(4 << 20)
+        .preempt_timer(std::time::Duration::from_millis(1))
+        .spin_before_park(std::time::Duration::from_micros(20))
+        .spawn(move || async move { f().await })
+        .expect("spawn executor")
+        .join()
+        .map_err(|e| match e {
+            glommio::GlommioError::BuilderError(glommio::BuilderErrorKind::ThreadPanic(p)) => p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".to_string()),
+            other => format!("{other}"),
+        })
 }
