@@ -132,7 +132,7 @@ impl LeaseNamesrv {
                 return Ok(Instant::now());
             }
             if Instant::now() > deadline {
-                bail!("{broker_addr} did not register again within {bound:?}");
+                bail!("{broker_addr}'s lease not renewed (no registration at fake {since:?} or later) within {bound:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
