@@ -34,6 +34,7 @@
 //! | `transactionCheckInterval` | `30000` | ms between two check-back rounds |
 //! | `transactionCheckMax` | `15` | check-backs of one half message before it is discarded |
 //! | `startupTimeoutMs` | `10000` | every shard must be up and registered with the nameserver(s) within this, or `petrel` exits non-zero (Petrel key) |
+//! | `registerNameServerPeriod` | `30000` | ms between two registrations with the nameserver(s); held to 10000..=60000 as RocketMQ does |
 //! | `metricsPort` | `0` (off) | shard `i` serves Prometheus text on `http://bindAddress:metricsPort+i/metrics` (Petrel key) |
 //!
 //! Other RocketMQ keys that Petrel knows but does not use (e.g. `brokerId`, `brokerRole`) are
@@ -56,6 +57,11 @@ pub const STARTUP_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 pub const TRANSACTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 30_000;
 /// Java's `transactionCheckMax` default.
 pub const TRANSACTION_CHECK_MAX_DEFAULT: u32 = 15;
+/// RocketMQ's `registerNameServerPeriod` default (30 s) and the bounds its broker holds the
+/// value to (`BrokerController`: `max(10000, min(period, 60000))`).
+pub const REGISTER_PERIOD_MS_DEFAULT: u64 = 30_000;
+pub const REGISTER_PERIOD_MS_MIN: u64 = 10_000;
+pub const REGISTER_PERIOD_MS_MAX: u64 = 60_000;
 /// Longest accepted transactionTimeOut / transactionCheckInterval (one day).
 pub const TRANSACTION_TIME_MS_MAX: u64 = 86_400_000;
 
@@ -133,6 +139,9 @@ pub struct BrokerConfig {
     pub metrics_port: u16,
     /// startupTimeoutMs: the bound on bringing every shard up and registered (`runtime`).
     pub startup_timeout_ms: u64,
+    /// registerNameServerPeriod: ms between two registrations (`runtime::registrar`), already
+    /// held to `REGISTER_PERIOD_MS_MIN..=REGISTER_PERIOD_MS_MAX`.
+    pub register_name_server_period_ms: u64,
 }
 
 /// What [`BrokerConfig::set`] did with a key.
@@ -196,6 +205,7 @@ impl Default for BrokerConfig {
             transaction_check_max: TRANSACTION_CHECK_MAX_DEFAULT,
             metrics_port: 0,
             startup_timeout_ms: STARTUP_TIMEOUT_MS_DEFAULT,
+            register_name_server_period_ms: REGISTER_PERIOD_MS_DEFAULT,
         }
     }
 }
@@ -371,6 +381,11 @@ impl BrokerConfig {
             }
             "metricsPort" => self.metrics_port = parse_num(key, v)?,
             "startupTimeoutMs" => self.startup_timeout_ms = positive(key, v)?,
+            "registerNameServerPeriod" => {
+                let ms: u64 = parse_num(key, v)?;
+                self.register_name_server_period_ms =
+                    ms.clamp(REGISTER_PERIOD_MS_MIN, REGISTER_PERIOD_MS_MAX);
+            }
             _ if IGNORED_KEYS.contains(&key) => return Ok(KeyOutcome::Ignored),
             _ => return Ok(KeyOutcome::Unknown),
         }
@@ -655,6 +670,17 @@ mod tests {
         ] {
             assert!(c.set(k, v).is_err(), "{k}={v}");
         }
+    }
+
+    #[test]
+    fn register_period_is_held_to_rocketmqs_bounds() {
+        let mut c = BrokerConfig::default();
+        assert_eq!(c.register_name_server_period_ms, 30_000);
+        for (v, held) in [("1000", 10_000), ("15000", 15_000), ("600000", 60_000)] {
+            c.set("registerNameServerPeriod", v).expect("ok");
+            assert_eq!(c.register_name_server_period_ms, held, "{v}");
+        }
+        assert!(c.set("registerNameServerPeriod", "soon").is_err());
     }
 
     #[test]

@@ -186,6 +186,11 @@ impl RouteTable {
         }
     }
 
+    /// When `broker_addr` last registered or sent a heartbeat (None: not registered).
+    pub fn last_heard(&self, broker_addr: &str) -> Option<Instant> {
+        self.live.get(broker_addr).map(|l| l.last_update)
+    }
+
     /// The DataVersion JSON last registered by `broker_addr`.
     pub fn data_version(&self, broker_addr: &str) -> Option<&str> {
         self.live.get(broker_addr).map(|l| l.data_version.as_str())

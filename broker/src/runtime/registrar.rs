@@ -1,8 +1,8 @@
-//! One shard's registration with every nameserver: REGISTER_BROKER now, every 30 s (RocketMQ's
-//! period), whenever the shard asks (`ControlHandle::request_register`, after a topic change),
+//! One shard's registration with every nameserver: REGISTER_BROKER now, every
+//! `registerNameServerPeriod` (RocketMQ's default 30 s, held to 10..=60 s), whenever the shard asks (`ControlHandle::request_register`, after a topic change),
 //! and at once when a nameserver closes the kept-open connection (a restart). A failed round is
 //! retried after [`REGISTER_RETRY_FIRST`], doubling to [`REGISTER_RETRY_MAX`], never after the
-//! full 30 s. The first round that every nameserver accepts reports the shard ready to the
+//! full period. The first round that every nameserver accepts reports the shard ready to the
 //! supervisor; each failed round before that reports why.
 //!
 //! Runs as one task on the shard's executor; UNREGISTER_BROKER on its way out.
@@ -20,8 +20,6 @@ use crate::remoting::connection::StopSignal;
 use crate::remoting::{RemotingCommand, RequestCode, ResponseCode};
 use crate::shard::Shard;
 
-/// Re-registration period (RocketMQ: 30 s).
-pub const REGISTER_INTERVAL: Duration = Duration::from_secs(30);
 /// First retry after a failed registration round.
 pub const REGISTER_RETRY_FIRST: Duration = Duration::from_millis(100);
 /// Longest pause between two failed rounds.
@@ -51,6 +49,8 @@ pub struct Registrar {
     broker_addr: String,
     cluster_name: String,
     clients: Vec<NamesrvClient>,
+    /// Time between two registrations after a successful one.
+    period: Duration,
 }
 
 impl Registrar {
@@ -66,6 +66,7 @@ impl Registrar {
                 .into_iter()
                 .map(NamesrvClient::new)
                 .collect(),
+            period: Duration::from_millis(config.register_name_server_period_ms),
         }
     }
 
@@ -154,7 +155,7 @@ impl Registrar {
                         report.registered();
                     }
                     retry = REGISTER_RETRY_FIRST;
-                    REGISTER_INTERVAL
+                    self.period
                 }
                 Err(reason) => {
                     if !is_reported {
