@@ -2,8 +2,10 @@
 //! admin and offset requests, a bounded wait on an observable, SIGKILL without a restart, and
 //! a small ext4 on a loop device that is always unmounted and detached.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -264,4 +266,178 @@ fn run(program: &str, args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Every record of `topic`'s queue from offset 0 to its max offset (GET_MAX_OFFSET), pulled
+/// 32 at a time; fails on a gap.
+pub fn pull_all(c: &mut Client, topic: &str, queue_id: i32) -> Result<Vec<super::Record>> {
+    let r = c.request(
+        RemotingCommand::request(RequestCode::GET_MAX_OFFSET)
+            .with_ext("topic", topic)
+            .with_ext("queueId", queue_id),
+    )?;
+    assert_success(&r);
+    let max = super::ext_i64(&r, "offset");
+    let mut out = Vec::new();
+    let mut next = 0i64;
+    while next < max {
+        let r = c.pull(
+            "pull-all",
+            topic,
+            queue_id,
+            next,
+            super::PULL_FLAG_SUBSCRIPTION,
+            "*",
+            0,
+        )?;
+        if r.code != ResponseCode::SUCCESS {
+            bail!(
+                "pull {topic}:{queue_id} at {next} of {max}: {}",
+                code_of(&r)
+            );
+        }
+        let records = super::decode_records(&r.body)?;
+        let Some(last) = records.last() else {
+            bail!("pull {topic}:{queue_id} at {next} of {max}: no records");
+        };
+        next = i64::try_from(last.queue_offset)? + 1;
+        out.extend(records);
+    }
+    Ok(out)
+}
+
+/// A SEND_MESSAGE_V2 request (not sent).
+pub fn send_request(topic: &str, queue_id: i32, body: &[u8]) -> RemotingCommand {
+    RemotingCommand::request(RequestCode::SEND_MESSAGE_V2)
+        .with_ext("a", "paths-producer")
+        .with_ext("b", topic)
+        .with_ext("c", "TBW102")
+        .with_ext("d", 4)
+        .with_ext("e", queue_id)
+        .with_ext("f", 0)
+        .with_ext("g", super::now_ms())
+        .with_ext("h", 0)
+        .with_ext("i", "")
+        .with_ext("j", 0)
+        .with_ext("k", "false")
+        .with_body(bytes::Bytes::copy_from_slice(body))
+}
+
+/// A send the broker answered SEND_OK (SUCCESS): where it says the record is.
+#[derive(Clone, Debug)]
+pub struct Acked {
+    pub queue_id: i32,
+    pub queue_offset: i64,
+    pub body: Vec<u8>,
+}
+
+/// What one pipelining sender saw.
+#[derive(Debug, Default)]
+pub struct SenderReport {
+    pub acked: Vec<Acked>,
+    /// Non-SUCCESS answers by response code.
+    pub refused: BTreeMap<i32, usize>,
+    /// Requests written but never answered because the broker closed the connection.
+    pub unanswered_at_close: usize,
+    /// Whether the connection ended by the broker closing it (or resetting it).
+    pub was_closed: bool,
+}
+
+/// Keeps `depth` SEND_MESSAGE_V2 requests in flight on its own connection until the broker
+/// closes the connection, counting each SUCCESS in `acked_count`. A request that gets neither
+/// an answer nor a close within `hang_after` is an error (a hang).
+pub fn pipelined_sender(
+    addr: std::net::SocketAddr,
+    topic: &str,
+    queues: i32,
+    conn: usize,
+    depth: usize,
+    hang_after: Duration,
+    acked_count: &AtomicUsize,
+) -> Result<SenderReport> {
+    let mut c = Client::connect(addr)?;
+    let mut report = SenderReport::default();
+    let mut outstanding: HashMap<i32, (i32, Vec<u8>)> = HashMap::new();
+    let mut seq = 0u64;
+    loop {
+        while outstanding.len() < depth {
+            let queue_id = i32::try_from(seq % u64::try_from(queues)?)?;
+            let body = format!("conn {conn} seq {seq}").into_bytes();
+            seq += 1;
+            match c.send(send_request(topic, queue_id, &body)) {
+                Ok(opaque) => {
+                    outstanding.insert(opaque, (queue_id, body));
+                }
+                Err(_) => break, // the broker closed the connection: the read below sees it
+            }
+        }
+        let frame = match c.read_frame(hang_after) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => bail!(
+                "conn {conn}: {} requests neither answered nor closed within {hang_after:?}",
+                outstanding.len()
+            ),
+            Err(_) => {
+                report.was_closed = true;
+                report.unanswered_at_close = outstanding.len();
+                return Ok(report);
+            }
+        };
+        if !frame.is_response() {
+            continue;
+        }
+        let Some((queue_id, body)) = outstanding.remove(&frame.opaque) else {
+            bail!("conn {conn}: answer to unknown opaque {}", frame.opaque);
+        };
+        if frame.code == ResponseCode::SUCCESS {
+            let queue_offset = super::ext_i64(&frame, "queueOffset");
+            assert_eq!(super::ext_i64(&frame, "queueId"), i64::from(queue_id));
+            report.acked.push(Acked {
+                queue_id,
+                queue_offset,
+                body,
+            });
+            acked_count.fetch_add(1, Ordering::Relaxed);
+        } else {
+            *report.refused.entry(frame.code).or_default() += 1;
+        }
+    }
+}
+
+/// Checks that every acknowledged send is in `topic` at the queue and offset its answer named,
+/// with its body; returns how many records the topic holds.
+pub fn assert_all_acked_present(
+    c: &mut Client,
+    topic: &str,
+    queues: i32,
+    acked: &[Acked],
+) -> Result<usize> {
+    let mut stored: HashMap<(i32, i64), Vec<u8>> = HashMap::new();
+    for q in 0..queues {
+        for r in pull_all(c, topic, q)? {
+            stored.insert((q, i64::try_from(r.queue_offset)?), r.body);
+        }
+    }
+    let mut missing = Vec::new();
+    for a in acked {
+        match stored.get(&(a.queue_id, a.queue_offset)) {
+            Some(body) if *body == a.body => {}
+            other => missing.push(format!(
+                "{:?} at {}:{} (found {:?})",
+                String::from_utf8_lossy(&a.body),
+                a.queue_id,
+                a.queue_offset,
+                other.map(|b| String::from_utf8_lossy(b).into_owned())
+            )),
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "{} of {} acknowledged sends missing after the restart, e.g. {:?}",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(5)]
+        );
+    }
+    Ok(stored.len())
 }
