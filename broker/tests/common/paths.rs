@@ -215,18 +215,43 @@ impl LoopMount {
         self.dir.path().join("disk.img")
     }
 
-    /// Bytes available to a writer on the file system now (`df`'s "available").
-    pub fn available_bytes(&self) -> Result<u64> {
+    /// The file system's size and used bytes now (`df`; used / size is the ratio the broker
+    /// compares with its thresholds).
+    pub fn usage(&self) -> Result<(u64, u64)> {
         let out = run(
             "df",
-            &["--output=avail", "-B1", path_str(&self.mount_point())?],
+            &["--output=size,used", "-B1", path_str(&self.mount_point())?],
         )?;
-        out.lines()
-            .nth(1)
-            .context("df output")?
-            .trim()
-            .parse()
-            .context("df available")
+        let line = out.lines().nth(1).context("df output")?;
+        let mut fields = line.split_whitespace().map(str::parse::<u64>);
+        match (fields.next(), fields.next()) {
+            (Some(Ok(size)), Some(Ok(used))) => Ok((size, used)),
+            _ => bail!("df output {line:?}"),
+        }
+    }
+
+    /// Fills the file system with a ballast file until `used / size` is about `ratio`;
+    /// returns the ballast's path (delete it to free the space).
+    pub fn fill_to_ratio(&self, ratio: f64) -> Result<PathBuf> {
+        let (size, used) = self.usage()?;
+        let want = (ratio * size as f64) as u64;
+        let bytes = want.saturating_sub(used) / 4096 * 4096;
+        let path = self.mount_point().join("ballast");
+        run("fallocate", &["-l", &bytes.to_string(), path_str(&path)?])?;
+        Ok(path)
+    }
+
+    /// A ballast file `ballast-<n>` of `bytes` (fallocated); returns its path.
+    pub fn ballast(&self, n: usize, bytes: u64) -> Result<PathBuf> {
+        let path = self.mount_point().join(format!("ballast-{n}"));
+        run("fallocate", &["-l", &bytes.to_string(), path_str(&path)?])?;
+        Ok(path)
+    }
+
+    /// Fills the file system with a ballast file until about `free` bytes are left.
+    pub fn fill_leaving(&self, free: u64) -> Result<PathBuf> {
+        let (size, used) = self.usage()?;
+        self.fill_to_ratio(size.saturating_sub(free).max(used) as f64 / size as f64)
     }
 }
 
