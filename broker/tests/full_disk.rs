@@ -19,8 +19,8 @@ mod common;
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use broker::remoting::{RemotingCommand, ResponseCode};
+use anyhow::{bail, Context, Result};
+use broker::remoting::{RemotingCommand, RequestCode, ResponseCode};
 use common::paths::*;
 use common::*;
 
@@ -283,6 +283,121 @@ fn enospc_on_a_new_segment_refuses_sends_and_loses_nothing() -> Result<()> {
     assert!(stored >= acked.len());
     // Writable again once space is back.
     assert_success(&c.send_message_v2(TOPIC, 0, b"after the restart", "")?);
+    drop(broker);
+    drop(mount);
+    Ok(())
+}
+
+/// The broker's own sends fill the disk (8 MiB segments, a ballast at half the disk to keep the
+/// run short). Past `diskMaxUsedSpaceRatio` (80 % here) retention reclaims the oldest
+/// segments even though they are young, as RocketMQ's forcible clean does: acknowledged
+/// records go, but only as a prefix of the queue, each with its `retention: deleted` line,
+/// never the recent ones, and the store never hits ENOSPC (never poisoned). Every send is
+/// answered SEND_OK or the disk-full refusal; after a restart everything past the queue's min
+/// offset is there. Sends are paced (≤ 6.4 MiB/s) so the 1 s ratio check keeps up.
+#[test]
+fn the_broker_filling_its_own_disk_reclaims_only_the_oldest_segments() -> Result<()> {
+    let mount = loop_mount_or_skip!(256);
+    let mut broker = start_on(
+        &mount,
+        &[
+            "mappedFileSizeCommitLog=8388608",
+            "diskSpaceWarningLevelRatio=0.90",
+            "diskMaxUsedSpaceRatio=80",
+        ],
+    )?;
+    let mut c = broker.client()?;
+    create_topic(&mut c, TOPIC, 1, 6)?;
+    let _ballast = mount.fill_to_ratio(0.50)?;
+    let mut acked = Vec::new();
+    let mut refused = 0usize;
+    let mut after_first_deletion = None;
+    for seq in 0..20_000 {
+        std::thread::sleep(Duration::from_millis(10));
+        let b = body(seq, 64 << 10);
+        let r = c.send_message_v2(TOPIC, 0, &b, "")?;
+        match r.code {
+            ResponseCode::SUCCESS => acked.push(Acked {
+                queue_id: 0,
+                queue_offset: ext_i64(&r, "queueOffset"),
+                body: b,
+            }),
+            ResponseCode::SERVICE_NOT_AVAILABLE
+                if r.remark
+                    .as_deref()
+                    .is_some_and(|m| m.contains("disk is full")) =>
+            {
+                refused += 1;
+                // Refused for 5 s and more: nothing is being reclaimed.
+                if refused > 500 {
+                    break;
+                }
+            }
+            _ => bail!("send {seq}: {}", code_of(&r)),
+        }
+        if after_first_deletion.is_none() && broker.log().contains("retention: deleted") {
+            after_first_deletion = Some(seq);
+        }
+        // Two segments' worth past the first reclaim: several more rounds of it.
+        if after_first_deletion.is_some_and(|first| seq >= first + 256) {
+            break;
+        }
+    }
+    let first = after_first_deletion.with_context(|| {
+        format!(
+            "retention never reclaimed a segment ({} acknowledged, {refused} refused)",
+            acked.len()
+        )
+    })?;
+    let min = queue_offset(&mut c, RequestCode::GET_MIN_OFFSET, TOPIC, 0)?;
+    let deleted = broker.log().matches("retention: deleted").count();
+    let (size, used) = mount.usage()?;
+    eprintln!(
+        "{} sends acknowledged, {refused} refused as disk full; first reclaim after send \
+         {first}; {deleted} segments reclaimed, queue min offset {min}; disk {used} of {size}",
+        acked.len()
+    );
+    assert!(min > 0, "reclaimed segments move the min offset");
+    assert!(
+        !broker.log().contains("poisoned"),
+        "the store never ran out of space: {}",
+        broker.log()
+    );
+    let kept: Vec<Acked> = acked
+        .iter()
+        .filter(|a| a.queue_offset >= min)
+        .cloned()
+        .collect();
+    // The reclaimed prefix is at most the deleted segments' worth (8 MiB holds ~127 of these).
+    assert!(
+        acked.len() - kept.len() <= deleted * 130,
+        "{} reclaimed by {deleted} segment deletions",
+        acked.len() - kept.len()
+    );
+    assert!(
+        kept.len() >= 100,
+        "the recent sends are kept: {}",
+        kept.len()
+    );
+    assert_running(&broker);
+    assert_all_acked_present(&mut c, TOPIC, 1, &kept)?;
+    drop(c);
+
+    let status = broker.terminate(Duration::from_secs(15))?;
+    assert!(status.success(), "exit {status}");
+    broker.start_again()?;
+    let mut c = broker.client()?;
+    let min_after = queue_offset(&mut c, RequestCode::GET_MIN_OFFSET, TOPIC, 0)?;
+    let kept: Vec<Acked> = acked
+        .into_iter()
+        .filter(|a| a.queue_offset >= min_after)
+        .collect();
+    assert!(
+        kept.len() >= 100,
+        "the recent sends are kept: {}",
+        kept.len()
+    );
+    assert_all_acked_present(&mut c, TOPIC, 1, &kept)?;
     drop(broker);
     drop(mount);
     Ok(())

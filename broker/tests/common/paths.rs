@@ -293,18 +293,23 @@ fn run(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Every record of `topic`'s queue from offset 0 to its max offset (GET_MAX_OFFSET), pulled
-/// 32 at a time; fails on a gap.
-pub fn pull_all(c: &mut Client, topic: &str, queue_id: i32) -> Result<Vec<super::Record>> {
+/// A queue's min or max offset (GET_MIN_OFFSET / GET_MAX_OFFSET).
+pub fn queue_offset(c: &mut Client, code: i32, topic: &str, queue_id: i32) -> Result<i64> {
     let r = c.request(
-        RemotingCommand::request(RequestCode::GET_MAX_OFFSET)
+        RemotingCommand::request(code)
             .with_ext("topic", topic)
             .with_ext("queueId", queue_id),
     )?;
     assert_success(&r);
-    let max = super::ext_i64(&r, "offset");
+    Ok(super::ext_i64(&r, "offset"))
+}
+
+/// Every record of `topic`'s queue from its min offset to its max offset, pulled 32 at a
+/// time; fails on a gap.
+pub fn pull_all(c: &mut Client, topic: &str, queue_id: i32) -> Result<Vec<super::Record>> {
+    let max = queue_offset(c, RequestCode::GET_MAX_OFFSET, topic, queue_id)?;
+    let mut next = queue_offset(c, RequestCode::GET_MIN_OFFSET, topic, queue_id)?;
     let mut out = Vec::new();
-    let mut next = 0i64;
     while next < max {
         let r = c.pull(
             "pull-all",
@@ -322,10 +327,16 @@ pub fn pull_all(c: &mut Client, topic: &str, queue_id: i32) -> Result<Vec<super:
             );
         }
         let records = super::decode_records(&r.body)?;
-        let Some(last) = records.last() else {
+        let Some(first) = records.first() else {
             bail!("pull {topic}:{queue_id} at {next} of {max}: no records");
         };
-        next = i64::try_from(last.queue_offset)? + 1;
+        if i64::try_from(first.queue_offset)? != next {
+            bail!(
+                "pull {topic}:{queue_id} at {next}: first record at {}",
+                first.queue_offset
+            );
+        }
+        next += i64::try_from(records.len())?;
         out.extend(records);
     }
     Ok(out)
