@@ -169,3 +169,138 @@ fn offsets_committed_just_before_sigterm_are_written_at_shutdown() -> Result<()>
     }
     Ok(())
 }
+
+/// What the watcher looks at in the config directory: the offsets file's identity (inode,
+/// size, mtime) and the temp files (name, inode, size) of writes under way or left by a kill.
+#[derive(PartialEq)]
+struct DirState {
+    file: Option<(u64, u64, std::time::SystemTime)>,
+    temps: Vec<(String, u64, u64)>,
+}
+
+fn offsets_dir_state(dir: &std::path::Path) -> DirState {
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::metadata(dir.join("consumerOffset.json"))
+        .ok()
+        .map(|m| {
+            (
+                m.ino(),
+                m.size(),
+                m.modified().unwrap_or(std::time::UNIX_EPOCH),
+            )
+        });
+    let mut temps: Vec<(String, u64, u64)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let m = e.metadata().ok()?;
+                    name.starts_with("consumerOffset.json.")
+                        .then(|| (name, m.ino(), m.size()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    temps.sort();
+    DirState { file, temps }
+}
+
+/// SIGKILL at the first sign of an offsets write (a temp file appearing, or the file itself
+/// changing), three times, while a client keeps committing so every housekeeping pass writes
+/// a large table: the file left behind is always valid JSON, the broker opens it, and the
+/// offsets it answers are the file's. The kill goes through a shell that is already running
+/// (`read; kill -KILL`), so it lands within about a hundred microseconds of the sighting.
+#[test]
+fn sigkill_at_the_moment_offsets_are_written_never_leaves_a_torn_file() -> Result<()> {
+    const GROUPS: usize = 300;
+    const QUEUES: i32 = 16;
+    let mut broker = Broker::start()?;
+    {
+        let mut c = broker.client()?;
+        create_topic(&mut c, "TornTopic", QUEUES, 6)?;
+        commit_offset(&mut c, "g0", "TornTopic", 0, 1)?;
+    }
+    let dir = config_dir(&broker);
+    // A first version of the file exists before any kill.
+    wait_until("the first offsets file", Duration::from_secs(30), || {
+        Ok(dir.join("consumerOffset.json").exists().then_some(()))
+    })?;
+    let mut mid_write = 0;
+    for round in 0..3i64 {
+        let pid = broker.pid().context("pid")?;
+        let mut killer = std::process::Command::new("sh")
+            .args(["-c", &format!("read _ && kill -KILL {pid}")])
+            .stdin(std::process::Stdio::piped())
+            .spawn()?;
+        let mut c = broker.client()?;
+        let committer = std::thread::spawn(move || {
+            // Until the kill closes the connection.
+            let mut n = 0i64;
+            loop {
+                let group = format!("g{}", n % GROUPS as i64);
+                let queue = i32::try_from(n % i64::from(QUEUES)).unwrap_or(0);
+                if commit_offset(&mut c, &group, "TornTopic", queue, round * 1_000_000 + n).is_err()
+                {
+                    return n;
+                }
+                n += 1;
+            }
+        });
+        let before = offsets_dir_state(&dir);
+        let until = Instant::now() + Duration::from_secs(20);
+        let saw_tmp = loop {
+            let now = offsets_dir_state(&dir);
+            if now != before {
+                break now.temps != before.temps;
+            }
+            if Instant::now() > until {
+                let _ = killer.kill();
+                anyhow::bail!("round {round}: no offsets write within 20 s");
+            }
+        };
+        std::io::Write::write_all(killer.stdin.as_mut().context("stdin")?, b"go\n")?;
+        killer.wait()?;
+        sigkill(&broker)?; // already dead: waits until it is
+        let commits = committer
+            .join()
+            .map_err(|_| anyhow::anyhow!("committer panicked"))?;
+        let file = read_json(&dir.join("consumerOffset.json"))
+            .with_context(|| format!("round {round}: after a kill mid-write"))?;
+        let strays = std::fs::read_dir(&dir)?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+            .count();
+        mid_write += usize::from(saw_tmp);
+        eprintln!(
+            "round {round}: killed at a {} after {commits} commits; file valid (data version \
+             {}); {strays} temp files left",
+            if saw_tmp {
+                "temp file"
+            } else {
+                "change of the file"
+            },
+            file["dataVersion"]
+        );
+        broker.crash_restart()?;
+        let mut c = broker.client()?;
+        for (key, queues) in file["offsetTable"]
+            .as_object()
+            .context("offsetTable")?
+            .iter()
+            .take(20)
+        {
+            let group = key.strip_prefix("TornTopic@").context("key")?;
+            for (queue, offset) in queues.as_object().context("queues")? {
+                let got = committed_offset(&mut c, group, "TornTopic", queue.parse()?)?;
+                assert_eq!(
+                    got,
+                    offset.as_i64(),
+                    "{key} queue {queue}: the file's value"
+                );
+            }
+        }
+    }
+    eprintln!("{mid_write} of 3 kills landed while a temp file existed");
+    Ok(())
+}
