@@ -8,7 +8,9 @@
 //!   before. The test waits for the persist by reading `consumerOffset.json` itself (no blind
 //!   sleep), then kills;
 //! - both files are valid JSON right after the kill (written through a temp file and a
-//!   rename), and the broker opens them again.
+//!   rename), and the broker opens them again; also when the kill lands in the middle of an
+//!   offsets write (the test watches the directory and kills at the first sign of one);
+//! - offsets committed just before a SIGTERM are written by the shutdown itself.
 
 mod common;
 

@@ -7,13 +7,15 @@
 //! disk is full..."), reads go on, and writes resume by themselves once space is back. Between
 //! that and `diskMaxUsedSpaceRatio` nothing young is deleted. Petrel checks the ratio every
 //! second (`engine::retention`).
-//! - `sends_past_the_warning_ratio_are_refused_and_resume_after_space_is_freed`: the broker's
-//!   own sends push the disk past the warning ratio (a ballast file brings it close first);
-//! - `enospc_on_a_new_segment_refuses_sends_and_loses_nothing`: the ratio guard is out of the
-//!   way and the next segment's preallocation really runs out of space (ENOSPC).
+//! - a disk filling up under the broker (a growing ballast file): sends are refused with the
+//!   disk-full answer and resume by themselves once the space is freed;
+//! - ENOSPC: the ratio guard is out of the way and the next segment's preallocation really
+//!   runs out of space (Petrel poisons the store: SERVICE_NOT_AVAILABLE until a restart);
+//! - the broker filling its own disk: retention reclaims the oldest segments (RocketMQ's
+//!   forcible clean deletes young files too), only as a logged prefix of the queue.
 //!
-//! In both, the broker must keep running and serving reads of everything it acknowledged, and
-//! after space is freed and a restart nothing acknowledged is missing.
+//! In all, the broker keeps running and serving reads of everything it still holds, and after
+//! space is freed and a restart nothing acknowledged is missing beyond a reclaimed prefix.
 
 mod common;
 
