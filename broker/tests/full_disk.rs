@@ -359,6 +359,9 @@ fn the_broker_filling_its_own_disk_reclaims_only_the_oldest_segments() -> Result
          {first}; {deleted} segments reclaimed, queue min offset {min}; disk {used} of {size}",
         acked.len()
     );
+    for line in broker.log().lines().filter(|l| l.contains("retention")) {
+        eprintln!("  {line}");
+    }
     assert!(min > 0, "reclaimed segments move the min offset");
     assert!(
         !broker.log().contains("poisoned"),
