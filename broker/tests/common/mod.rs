@@ -3,6 +3,7 @@
 //! Every broker a test starts is stopped (SIGTERM, then kill) when its handle drops.
 #![allow(dead_code)]
 
+pub mod paths;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
