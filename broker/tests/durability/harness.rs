@@ -143,6 +143,12 @@ impl Disk for FencedDisk {
     fn exists(&self, path: &Path) -> bool {
         self.disk.exists(path)
     }
+    fn sync_dir<'a>(&'a self, dir: &'a Path) -> LocalBoxFuture<'a, Result<(), IoError>> {
+        Box::pin(async move {
+            self.check("sync_dir", dir)?;
+            self.disk.sync_dir(dir).await
+        })
+    }
 }
 
 /// One running incarnation of the shard.
