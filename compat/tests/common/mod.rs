@@ -53,10 +53,11 @@ use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
 mod raw;
+mod restart;
 mod seeds;
 mod sentinel;
 #[allow(unused_imports)] // each test binary uses a different subset
-pub use {raw::*, seeds::*, sentinel::*};
+pub use {raw::*, restart::*, seeds::*, sentinel::*};
 
 /// Number of shards every test broker runs (each one is a logical broker `petrel_<i>`).
 pub const SHARDS: u16 = 2;

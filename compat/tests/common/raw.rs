@@ -192,3 +192,31 @@ pub fn committed_offset(
         ),
     }
 }
+
+/// GET_MAX_OFFSET (30) of queue `queue.1` on the shard that serves broker name `queue.0`
+/// (`shard_addrs[i]` serves `petrel_<i>`): the offset the next message there gets.
+pub fn queue_max_offset(shard_addrs: &[String], topic: &str, queue: &(String, i32)) -> Result<i64> {
+    let shard =
+        super::shard_of(&queue.0).ok_or_else(|| anyhow!("unexpected broker name {}", queue.0))?;
+    let addr = shard_addrs
+        .get(usize::from(shard))
+        .ok_or_else(|| anyhow!("no address for shard {shard}"))?;
+    let q = queue.1.to_string();
+    let r = raw_request(
+        addr,
+        30,
+        &[("topic", topic), ("queueId", &q)],
+        Duration::from_secs(3),
+    )?;
+    if r.code != 0 {
+        bail!(
+            "GET_MAX_OFFSET {topic} {queue:?}: code {} remark {:?}",
+            r.code,
+            r.remark
+        );
+    }
+    let off = r
+        .ext_str("offset")
+        .ok_or_else(|| anyhow!("GET_MAX_OFFSET: no offset in {:?}", r.ext))?;
+    off.parse().with_context(|| format!("offset {off:?}"))
+}

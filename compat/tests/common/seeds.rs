@@ -39,7 +39,7 @@ impl Seeded {
             state: seed | 1,
             test: test.to_string(),
         };
-        s.record(&format!("seed={seed}"))?;
+        s.record("drawn")?;
         Ok(s)
     }
 

@@ -135,3 +135,18 @@ pub async fn read_back(
     waited?;
     Ok(without(inbox.snapshot(), sentinels))
 }
+
+/// The (broker name, queue id) a sentinel body names (`sentinel-<round>-<broker>-<queue>`).
+pub fn sentinel_queue(body: &str) -> Result<(String, i32)> {
+    let rest = body
+        .strip_prefix(SENTINEL_PREFIX)
+        .ok_or_else(|| anyhow!("{body} is not a sentinel"))?;
+    let (head, queue) = rest
+        .rsplit_once('-')
+        .ok_or_else(|| anyhow!("no queue in {body}"))?;
+    let broker = head
+        .rsplit_once('-')
+        .map(|(_, b)| b)
+        .ok_or_else(|| anyhow!("no broker in {body}"))?;
+    Ok((broker.to_string(), queue.parse()?))
+}
