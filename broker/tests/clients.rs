@@ -46,10 +46,14 @@ fn heartbeat_membership_and_notify() -> Result<()> {
         (ResponseCode::SUCCESS, vec!["127.0.0.1@a".to_string()])
     );
     // The joining member itself is notified too (Java notifies every member).
-    a.wait_pushed(
-        RequestCode::NOTIFY_CONSUMER_IDS_CHANGED,
-        Duration::from_secs(2),
-    )?;
+    let own = a
+        .wait_pushed(
+            RequestCode::NOTIFY_CONSUMER_IDS_CHANGED,
+            Duration::from_secs(5),
+        )?
+        .expect("member a is told that it joined");
+    assert!(own.is_oneway());
+    assert_eq!(own.ext("consumerGroup"), Some("grp"));
 
     let mut b = broker.client()?;
     assert_success(&b.heartbeat("127.0.0.1@b", "grp", "HbTopic", "*")?);
@@ -67,15 +71,39 @@ fn heartbeat_membership_and_notify() -> Result<()> {
         vec!["127.0.0.1@a".to_string(), "127.0.0.1@b".to_string()]
     );
 
-    // A repeated heartbeat with the same subscription changes nothing: no notify.
-    a.pushed.clear();
+    // A repeated heartbeat with the same subscription changes nothing: no notify. Shown with
+    // a sentinel: a is also a member of group "sentinel", and a new member of that group
+    // joins after the repeated heartbeat was answered. The broker queues notifies to a's
+    // connection in order, so once the "sentinel" notify has arrived, a "grp" notify caused
+    // by the repeated heartbeat would have arrived before it.
+    assert_success(&a.heartbeat("127.0.0.1@a", "sentinel", "HbTopic", "*")?);
+    let is_group = |g: &'static str| move |c: &RemotingCommand| c.ext("consumerGroup") == Some(g);
+    a.wait_pushed_matching(
+        RequestCode::NOTIFY_CONSUMER_IDS_CHANGED,
+        Duration::from_secs(5),
+        is_group("sentinel"),
+    )?
+    .expect("member a is told that it joined group sentinel");
+    assert!(a.pushed.is_empty(), "unexpected pushes: {:?}", a.pushed);
     assert_success(&b.heartbeat("127.0.0.1@b", "grp", "HbTopic", "*")?);
-    assert!(a
-        .wait_pushed(
-            RequestCode::NOTIFY_CONSUMER_IDS_CHANGED,
-            Duration::from_millis(300)
-        )?
-        .is_none());
+    let mut s = broker.client()?;
+    assert_success(&s.heartbeat("127.0.0.1@s", "sentinel", "HbTopic", "*")?);
+    a.wait_pushed_matching(
+        RequestCode::NOTIFY_CONSUMER_IDS_CHANGED,
+        Duration::from_secs(5),
+        is_group("sentinel"),
+    )?
+    .expect("member a is told that s joined group sentinel");
+    assert!(
+        a.pushed.is_empty(),
+        "a repeated heartbeat notified: {:?}",
+        a.pushed
+    );
+    // Joining another group left a's membership of grp as it was.
+    assert_eq!(
+        consumer_list(&mut a, "grp")?.1,
+        vec!["127.0.0.1@a".to_string(), "127.0.0.1@b".to_string()]
+    );
 
     // %RETRY%grp exists: it has a max offset and accepts pulls.
     let r = a.pull("grp", "%RETRY%grp", 0, 0, PULL_FLAG_SUBSCRIPTION, "*", 0)?;

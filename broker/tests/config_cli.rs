@@ -163,8 +163,18 @@ impl Running {
             assert!(Instant::now() < deadline, "petrel did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         };
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
-            self.log.push(l);
+        // Every line the process wrote, up to its end of stderr (the reader thread then drops
+        // its sender), not just those that happen to arrive within a quiet period.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.log.push(l),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("petrel's stderr still open 20 s after it exited")
+                }
+            }
         }
         code
     }

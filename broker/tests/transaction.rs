@@ -149,6 +149,43 @@ fn assert_nothing_at(c: &mut Client, topic: &str, offset: i64) -> Result<()> {
     Ok(())
 }
 
+/// Appends a plain message to `topic` queue 0 and returns its queue offset. A later sentinel:
+/// every message written to that queue before it (a duplicate commit included) is counted in
+/// its offset, with no waiting.
+fn sentinel_offset(c: &mut Client, topic: &str) -> Result<i64> {
+    let r = c.send_message(topic, 0, b"sentinel", &props(&[("TAGS", "sentinel")]))?;
+    assert_success(&r);
+    Ok(ext_i64(&r, "queueOffset"))
+}
+
+/// Sends a sentinel half in `group` (to a topic of its own) and waits for its check-back.
+/// The check round walks the half queue in order, so a check-back due for any half stored
+/// before the sentinel has been sent to `producer` (the group's only connection) before the
+/// sentinel's: those are returned, the sentinel's own check is not.
+fn checks_before_sentinel(
+    producer: &mut Client,
+    group: &str,
+    uniq: &str,
+) -> Result<Vec<RemotingCommand>> {
+    let sentinel = send_half(producer, "TxSentinelTopic", b"sentinel", group, uniq)?;
+    let txn = sentinel.transaction_id.clone();
+    producer
+        .wait_pushed_matching(
+            RequestCode::CHECK_TRANSACTION_STATE,
+            Duration::from_secs(15),
+            |c| c.ext("transactionId") == Some(txn.as_str()),
+        )?
+        .context("no check-back for the sentinel half within 15 s")?;
+    let (checks, other): (Vec<_>, Vec<_>) = std::mem::take(&mut producer.pushed)
+        .into_iter()
+        .partition(|c| c.code == RequestCode::CHECK_TRANSACTION_STATE);
+    producer.pushed = other;
+    Ok(checks
+        .into_iter()
+        .filter(|c| c.ext("transactionId") != Some(txn.as_str()))
+        .collect())
+}
+
 /// The committed message: one record, the original body and properties minus the parking
 /// ones, sysFlag COMMIT and PREPARED_TX_OFFSET pointing at the half.
 fn assert_committed(body: &[u8], topic: &str, payload: &[u8], half: &Half) -> Result<()> {
@@ -213,8 +250,12 @@ fn committed_half_message_becomes_visible_exactly_once() -> Result<()> {
         ))?;
         assert_success(&r);
     }
-    std::thread::sleep(Duration::from_millis(300));
-    assert_nothing_at(&mut c, topic, 1)?;
+    // Each commit writes before it answers: a duplicate would be at offset 1, before this.
+    assert_eq!(
+        sentinel_offset(&mut c, topic)?,
+        1,
+        "a repeated commit wrote again"
+    );
     Ok(())
 }
 
@@ -301,12 +342,12 @@ fn rolled_back_half_message_is_never_visible_nor_checked() -> Result<()> {
     ))?;
     assert_success(&r);
 
-    // Several check rounds pass (timeout and interval are 0.5 s): nothing to check.
-    let check =
-        producer.wait_pushed(RequestCode::CHECK_TRANSACTION_STATE, Duration::from_secs(2))?;
+    // Check rounds pass (timeout and interval are 0.5 s) until a later half is checked back:
+    // the rolled back one, stored before it, never is.
+    let checks = checks_before_sentinel(&mut producer, group, "0A0000010000000000000000000005E1")?;
     assert!(
-        check.is_none(),
-        "no check-back for a rolled back half: {check:?}"
+        checks.is_empty(),
+        "no check-back for a rolled back half: {checks:?}"
     );
     let r = producer.request(end_transaction(
         group,
@@ -318,8 +359,11 @@ fn rolled_back_half_message_is_never_visible_nor_checked() -> Result<()> {
     ))?;
     assert_success(&r);
     let mut c = broker.client()?;
-    std::thread::sleep(Duration::from_millis(200));
-    assert_nothing_at(&mut c, topic, 0)?;
+    assert_eq!(
+        sentinel_offset(&mut c, topic)?,
+        0,
+        "the commit after the rollback wrote the message"
+    );
     Ok(())
 }
 
@@ -410,15 +454,12 @@ fn undecided_half_is_checked_back_and_committed_by_the_answer() -> Result<()> {
     assert_eq!(records[0].body, payload);
     assert_eq!(records[0].property("TRAN_MSG"), None);
 
-    let again = producer.wait_pushed(
-        RequestCode::CHECK_TRANSACTION_STATE,
-        Duration::from_millis(1_500),
-    )?;
+    let again = checks_before_sentinel(&mut producer, group, "0A00000100000000000000000000C4ED")?;
     assert!(
-        again.is_none(),
+        again.is_empty(),
         "decided: no more check-backs, got {again:?}"
     );
-    assert_nothing_at(&mut c, topic, 1)?;
+    assert_eq!(sentinel_offset(&mut c, topic)?, 1, "committed twice");
     Ok(())
 }
 
@@ -443,9 +484,8 @@ fn unanswered_half_is_discarded_after_transaction_check_max() -> Result<()> {
     let second = expect_check(&mut producer, topic, b"?", &half)?;
     assert_eq!(second.check_times, "2");
     assert!(second.tran_state_table_offset > first.tran_state_table_offset);
-    let third =
-        producer.wait_pushed(RequestCode::CHECK_TRANSACTION_STATE, Duration::from_secs(2))?;
-    assert!(third.is_none(), "discarded after 2 checks, got {third:?}");
+    let third = checks_before_sentinel(&mut producer, group, "0A000001000000000000000000000AAB")?;
+    assert!(third.is_empty(), "discarded after 2 checks, got {third:?}");
     let mut c = broker.client()?;
     assert_nothing_at(&mut c, topic, 0)?;
     Ok(())
@@ -485,13 +525,14 @@ fn undecided_half_survives_a_crash_and_is_checked_after_it() -> Result<()> {
     let mut c = broker.client()?;
     let body = pull_until_found(&mut c, topic, 0, Duration::from_secs(10))?;
     assert_eq!(decode_records(&body)?.len(), 1);
-    // Copies put back while no producer was online may still be checked: answering them is
-    // harmless, the transaction is decided.
-    while let Some(late) = producer.wait_pushed(
-        RequestCode::CHECK_TRANSACTION_STATE,
-        Duration::from_millis(1_200),
-    )? {
-        producer.send_oneway(end_transaction(
+    // Copies put back while no producer was online may still be checked (all of them before
+    // a later sentinel half is): answering them is harmless, the transaction is decided.
+    for late in checks_before_sentinel(&mut producer, group, "0A000001000000000000000000C0A5A1")? {
+        assert_eq!(
+            late.ext("transactionId"),
+            Some(half.transaction_id.as_str())
+        );
+        let r = producer.request(end_transaction(
             group,
             ext_i64(&late, "tranStateTableOffset"),
             ext_i64(&late, "commitLogOffset"),
@@ -499,7 +540,8 @@ fn undecided_half_survives_a_crash_and_is_checked_after_it() -> Result<()> {
             true,
             &half.transaction_id,
         ))?;
+        assert_success(&r);
     }
-    assert_nothing_at(&mut c, topic, 1)?;
+    assert_eq!(sentinel_offset(&mut c, topic)?, 1, "committed twice");
     Ok(())
 }

@@ -58,10 +58,20 @@ fn broadcasting_consumers_each_receive_every_message() -> Result<()> {
                     )
                     .await?;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            assert_same_bodies(&in1.snapshot(), &all, false)
+            // Duplicates of anything sent so far arrive before the sentinels sent after it.
+            let sentinels = send_sentinels(&mut p, &topic, "TagB").await?;
+            for (n, inbox) in [(1, &in1), (2, &in2)] {
+                wait_for_sentinels(
+                    inbox,
+                    &sentinels,
+                    Duration::from_secs(30),
+                    &format!("consumer {n}"),
+                )
+                .await?;
+            }
+            assert_same_bodies(&without(in1.snapshot(), &sentinels), &all, false)
                 .map_err(|e| anyhow!("consumer 1: {e}"))?;
-            assert_same_bodies(&in2.snapshot(), &all, false)
+            assert_same_bodies(&without(in2.snapshot(), &sentinels), &all, false)
                 .map_err(|e| anyhow!("consumer 2: {e}"))?;
             Ok(())
         }

@@ -10,48 +10,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use common::*;
-use rocketmq_client_rust::{DefaultMQProducer, SendStatus};
-
-/// Sends each body, retrying for up to 30 s while the client reconnects; only SEND_OK counts.
-async fn send_retrying(
-    p: &DefaultMQProducer,
-    topic: &str,
-    bodies: &[String],
-) -> Result<Vec<(String, String, i32, u64)>> {
-    let mut out = Vec::new();
-    for b in bodies {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            match p
-                .send_with_timeout(message(topic, "TagRestart", b), 3_000)
-                .await
-            {
-                Ok(Some(r)) if r.send_status == SendStatus::SendOk => {
-                    let mq = r
-                        .message_queue
-                        .clone()
-                        .ok_or_else(|| anyhow!("no queue in result"))?;
-                    out.push((
-                        b.clone(),
-                        mq.broker_name().to_string(),
-                        mq.queue_id(),
-                        r.queue_offset,
-                    ));
-                    break;
-                }
-                other => {
-                    if tokio::time::Instant::now() >= deadline {
-                        bail!(
-                            "send of {b} never succeeded after the restart; last outcome {other:?}"
-                        );
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            }
-        }
-    }
-    Ok(out)
-}
 
 #[test]
 fn acknowledged_messages_and_offsets_survive_broker_restarts() -> Result<()> {
@@ -72,13 +30,13 @@ fn acknowledged_messages_and_offsets_survive_broker_restarts() -> Result<()> {
         // 1. crash and restart; the clients stay up.
         broker_ref.kill_hard()?;
         broker_ref.restart()?;
-        acked.extend(send_retrying(&p, &topic, &b).await?);
+        acked.extend(send_retrying(&p, &topic, "TagRestart", &b).await?);
         let acked_bodies: Vec<String> = acked.iter().map(|(b, ..)| b.clone()).collect();
 
         let (mut c1, in1) =
             start_push_consumer(&rt, &ns, PushOpts::clustering(&group, &topic)).await?;
-        let waited = in1
-            .wait_until(
+        let waited = async {
+            in1.wait_until(
                 Duration::from_secs(60),
                 "every acknowledged message after the crash",
                 |got| {
@@ -86,18 +44,30 @@ fn acknowledged_messages_and_offsets_survive_broker_restarts() -> Result<()> {
                     acked_bodies.iter().all(|x| cnt.contains_key(x))
                 },
             )
-            .await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+            .await?;
+            // Duplicates of anything acknowledged would arrive before these.
+            let s = send_sentinels(&mut p, &topic, "TagRestart").await?;
+            wait_for_sentinels(&in1, &s, Duration::from_secs(30), "consumer 1").await?;
+            Ok::<_, anyhow::Error>(s)
+        }
+        .await;
         c1.shutdown().await; // persists the group's offsets (UPDATE_CONSUMER_OFFSET)
-        waited?;
-        assert_same_bodies(&in1.snapshot(), &acked_bodies, false)
+        let sentinels1 = waited?;
+        assert_same_bodies(&without(in1.snapshot(), &sentinels1), &acked_bodies, false)
             .map_err(|e| anyhow!("after the crash: {e}"))?;
 
         // The committed offsets must reach the broker: per queue, the next offset to consume.
+        // (The sentinels are the last message of each queue.)
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for (_, bn, q, off) in &acked {
             let e = next.entry((bn.clone(), *q)).or_insert(0);
             *e = (*e).max(*off as i64 + 1);
+        }
+        for s in &sentinels1 {
+            let q = sentinel_queue(s)?;
+            let e = next.entry(q.clone()).or_insert(0);
+            let max = queue_max_offset(&shard_addrs, &topic, &q)?;
+            *e = (*e).max(max);
         }
         let check_offsets = |what: &str| -> Result<Vec<String>> {
             let mut wrong = Vec::new();
@@ -136,9 +106,9 @@ fn acknowledged_messages_and_offsets_survive_broker_restarts() -> Result<()> {
         let (mut c2, in2) =
             start_push_consumer(&rt, &ns, PushOpts::clustering(&group, &topic)).await?;
         let r = async {
-            // Give the consumer time to be assigned its queues before sending.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            send_retrying(&p, &topic, &c).await?;
+            // Sent at once: wherever the consumer is in its start-up, it must begin at the
+            // group's committed offsets, so these are all it gets.
+            send_retrying(&p, &topic, "TagRestart", &c).await?;
             in2.wait_until(
                 Duration::from_secs(60),
                 "messages sent after the clean restart",
@@ -148,8 +118,11 @@ fn acknowledged_messages_and_offsets_survive_broker_restarts() -> Result<()> {
                 },
             )
             .await?;
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            assert_same_bodies(&in2.snapshot(), &c, false)
+            // Anything redelivered from before the committed offsets, or twice, arrives
+            // before these.
+            let s = send_sentinels(&mut p, &topic, "TagRestart").await?;
+            wait_for_sentinels(&in2, &s, Duration::from_secs(30), "consumer 2").await?;
+            assert_same_bodies(&without(in2.snapshot(), &s), &c, false)
                 .map_err(|e| anyhow!("the group must resume at its committed offsets: {e}"))
         }
         .await;

@@ -21,7 +21,7 @@ fn producer_async_send_calls_back_once_per_message() -> Result<()> {
     let r = ClientEnv::new("async")?.run(Duration::from_secs(120), |rt| async move {
         let mut p = producer(&rt, &ns, "CompatAsyncProducer").await?;
         let outcomes: Outcomes = Arc::default();
-        for b in &sent {
+        let send_async = |b: &String| {
             let out = outcomes.clone();
             let body = b.clone();
             p.send_with_callback(
@@ -36,36 +36,67 @@ fn producer_async_send_calls_back_once_per_message() -> Result<()> {
                     out.lock().expect("outcomes").push((body.clone(), v));
                 },
             )
-            .await
-            .map_err(|e| anyhow!("send_with_callback({b}) refused: {e}"))?;
+        };
+        for b in &sent {
+            send_async(b)
+                .await
+                .map_err(|e| anyhow!("send_with_callback({b}) refused: {e}"))?;
         }
-        // Wait (bounded) for every callback.
+        // Wait (bounded) for the callbacks of `n` sends.
+        let wait_callbacks = |n: usize| {
+            let outcomes = outcomes.clone();
+            async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                while outcomes.lock().expect("outcomes").len() < n {
+                    if tokio::time::Instant::now() >= deadline {
+                        bail!(
+                            "only {} of {n} async send callbacks fired within 30 s",
+                            outcomes.lock().expect("outcomes").len(),
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(())
+            }
+        };
+        wait_callbacks(sent.len()).await?;
+        // A sentinel send through the same path: a duplicate callback of an earlier send
+        // would come (from the same connection's answers) before the sentinel's own.
+        let sentinel = "async-sentinel".to_string();
+        send_async(&sentinel)
+            .await
+            .map_err(|e| anyhow!("send_with_callback({sentinel}) refused: {e}"))?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while outcomes.lock().expect("outcomes").len() < sent.len() {
+        while !outcomes
+            .lock()
+            .expect("outcomes")
+            .iter()
+            .any(|(b, _)| *b == sentinel)
+        {
             if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "only {} of {} async send callbacks fired within 30 s",
-                    outcomes.lock().expect("outcomes").len(),
-                    sent.len()
-                );
+                bail!("the sentinel's callback did not fire within 30 s");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await; // a duplicate callback would show now
+        let sentinels = send_sentinels(&mut p, &topic, "TagAsync").await;
         p.shutdown().await;
+        let sentinels = sentinels?;
+        let mut all = sent.clone();
+        all.push(sentinel);
+        all.sort();
         let outcomes = outcomes.lock().expect("outcomes").clone();
         ensure!(
-            outcomes.len() == sent.len(),
+            outcomes.len() == all.len(),
             "{} callbacks for {} sends",
             outcomes.len(),
-            sent.len()
+            all.len()
         );
         let failed: Vec<_> = outcomes.iter().filter(|(_, r)| r.is_err()).collect();
         ensure!(failed.is_empty(), "async sends failed: {failed:?}");
         let mut cb_bodies: Vec<String> = outcomes.iter().map(|(b, _)| b.clone()).collect();
         cb_bodies.sort();
         ensure!(
-            cb_bodies == sent,
+            cb_bodies == all,
             "callbacks were not one per message: {cb_bodies:?}"
         );
 
@@ -74,12 +105,12 @@ fn producer_async_send_calls_back_once_per_message() -> Result<()> {
             &ns,
             &topic,
             "*",
-            &sent,
+            &all,
+            &sentinels,
             Duration::from_secs(60),
-            Duration::from_secs(1),
         )
         .await?;
-        assert_same_bodies(&got, &sent, false)?;
+        assert_same_bodies(&got, &all, false)?;
         ensure!(
             got.iter().all(|r| r.tags.as_deref() == Some("TagAsync")),
             "wrong tags: {got:?}"

@@ -51,18 +51,11 @@ fn producer_batch_send_stores_each_message() -> Result<()> {
             ));
             all.extend(batch);
         }
+        let sentinels = send_sentinels(&mut p, &topic, "TagBatch").await;
         p.shutdown().await;
+        let sentinels = sentinels?;
 
-        let got = read_back(
-            &rt,
-            &ns,
-            &topic,
-            "*",
-            &all,
-            Duration::from_secs(60),
-            Duration::from_secs(1),
-        )
-        .await?;
+        let got = read_back(&rt, &ns, &topic, "*", &all, &sentinels, Duration::from_secs(60)).await?;
         assert_same_bodies(&got, &all, false)?;
         for (batch, broker_name, queue, first_offset) in &results {
             for (i, b) in batch.iter().enumerate() {

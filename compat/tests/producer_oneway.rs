@@ -26,15 +26,19 @@ fn producer_oneway_messages_are_stored() -> Result<()> {
         }
         let mut all = first.clone();
         all.extend(sent.iter().cloned());
-        let got = read_back(
-            &rt,
-            &ns,
-            &topic,
-            "*",
-            &all,
-            Duration::from_secs(60),
-            Duration::from_secs(1),
-        )
+        let got = async {
+            let sentinels = send_sentinels(&mut p, &topic, "TagOneway").await?;
+            read_back(
+                &rt,
+                &ns,
+                &topic,
+                "*",
+                &all,
+                &sentinels,
+                Duration::from_secs(60),
+            )
+            .await
+        }
         .await;
         p.shutdown().await;
         let got = got?;

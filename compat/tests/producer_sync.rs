@@ -19,8 +19,13 @@ fn producer_sync_send_is_acknowledged_and_readable() -> Result<()> {
     let r = ClientEnv::new("sync")?.run(Duration::from_secs(120), |rt| async move {
         let mut p = producer(&rt, &ns, "CompatSyncProducer").await?;
         let results = send_sync_all(&p, &topic, "TagSync", &sent).await;
+        let sentinels = match &results {
+            Ok(_) => send_sentinels(&mut p, &topic, "TagSync").await,
+            Err(_) => Ok(Vec::new()),
+        };
         p.shutdown().await;
         let results = results?;
+        let sentinels = sentinels?;
 
         // Offsets: per (broker, queue) they are 0, 1, 2, ... in send order.
         let mut per_queue: BTreeMap<(String, i32), Vec<u64>> = BTreeMap::new();
@@ -48,8 +53,8 @@ fn producer_sync_send_is_acknowledged_and_readable() -> Result<()> {
             &topic,
             "*",
             &sent,
+            &sentinels,
             Duration::from_secs(60),
-            Duration::from_secs(1),
         )
         .await?;
         assert_same_bodies(&got, &sent, false)?;

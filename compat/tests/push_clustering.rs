@@ -44,15 +44,22 @@ fn push_consumer_clustering_receives_everything_once() -> Result<()> {
             })
             .await;
         let latency = t0.elapsed();
-        tokio::time::sleep(Duration::from_secs(2)).await; // duplicates would show now
+        // A duplicate of anything sent so far would arrive before the sentinels sent after it.
+        let sentinels = async {
+            sent_after?;
+            waited?;
+            let s = send_sentinels(&mut p, &topic, "TagPush").await?;
+            wait_for_sentinels(&inbox, &s, Duration::from_secs(30), "consumer").await?;
+            Ok::<_, anyhow::Error>(s)
+        }
+        .await;
         consumer.shutdown().await;
         p.shutdown().await;
-        sent_after?;
-        waited?;
+        let sentinels = sentinels?;
 
         let mut all = before.clone();
         all.extend(after.iter().cloned());
-        let got = inbox.snapshot();
+        let got = without(inbox.snapshot(), &sentinels);
         assert_same_bodies(&got, &all, false)?;
         for r in &got {
             ensure!(r.topic == topic, "topic {} on {}", r.topic, r.body);

@@ -48,7 +48,7 @@ fn reconsume_later_redelivers_through_the_retry_topic() -> Result<()> {
     let topic = unique("CompatRetry");
     let group = unique("CompatRetryGroup");
     let sent = bodies("retry", 0..4);
-    let r = ClientEnv::new("retry")?.run(Duration::from_secs(200), |rt| async move {
+    let r = ClientEnv::new("retry")?.run(Duration::from_secs(240), |rt| async move {
         let mut p = producer(&rt, &ns, "CompatRetryProducer").await?;
         send_sync_all(&p, &topic, "TagRetry", &sent).await?;
 
@@ -75,12 +75,30 @@ fn reconsume_later_redelivers_through_the_retry_topic() -> Result<()> {
                 sent.iter().all(|b| n.get(b).copied().unwrap_or(0) >= 2)
             })
             .await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // A third delivery of anything would come, from the topic's queues or through the
+        // retry topic, before the sentinels sent after it: they too fail once, so wait for
+        // both of their deliveries (the second one through the retry topic, 10 s later).
+        let sentinels = async {
+            waited?;
+            let s = send_sentinels(&mut p, &topic, "TagRetry").await?;
+            inbox
+                .wait_until(Duration::from_secs(90), "each sentinel twice (delivery + retry)", |got| {
+                    let n = body_counts(got);
+                    s.iter().all(|b| n.get(b).copied().unwrap_or(0) >= 2)
+                })
+                .await?;
+            Ok::<_, anyhow::Error>(s)
+        }
+        .await;
         c.shutdown().await;
         p.shutdown().await;
-        waited?;
+        let sentinels = sentinels?;
 
         let got = inbox.snapshot();
+        for s in &sentinels {
+            let n = got.iter().filter(|r| &r.body == s).count();
+            ensure!(n == 2, "sentinel {s} delivered {n} times");
+        }
         for b in &sent {
             let deliveries: Vec<&Received> = got.iter().filter(|r| &r.body == b).collect();
             ensure!(deliveries.len() == 2, "{b} delivered {} times: {deliveries:#?}", deliveries.len());

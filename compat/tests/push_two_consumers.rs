@@ -1,10 +1,11 @@
 //! Two push consumers in one clustering group share the topic's queues: both register with
 //! every shard (HEART_BEAT, GET_CONSUMER_LIST_BY_GROUP), the queues are split between them
 //! (rebalance, helped by NOTIFY_CONSUMER_IDS_CHANGED), nothing is lost, and once the split
-//! is stable each message goes to exactly one of them.
+//! is stable (two rounds of per-queue sentinels in a row land on the same consumer per queue)
+//! each message goes to exactly one of them, at the queue and offset its send reported.
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Result};
@@ -92,11 +93,55 @@ fn two_consumers_in_one_group_share_the_queues() -> Result<()> {
                 "both consumers receiving after {:?} ({i} trickle messages)",
                 t0.elapsed()
             );
-            tokio::time::sleep(Duration::from_secs(3)).await; // let the split settle
+            // The split is stable once two rounds of sentinels (one per queue) in a row are each
+            // received exactly once, by the same consumer per queue, with both consumers holding
+            // queues. Bounded at 60 s (a rebalance may still be moving queues).
+            let mut all_sentinels: Vec<String> = Vec::new();
+            let mut last: Option<BTreeMap<(String, i32), u8>> = None;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let split = loop {
+                let round = send_sentinels(&mut p, &topic, "TagShare").await?;
+                all_sentinels.extend(round.iter().cloned());
+                let union = || {
+                    let mut v = in1.snapshot();
+                    v.extend(in2.snapshot());
+                    v
+                };
+                while !{
+                    let c = body_counts(&union());
+                    round.iter().all(|b| c.contains_key(b))
+                } {
+                    if tokio::time::Instant::now() >= deadline {
+                        bail!("sentinels {round:?} were not all consumed by the group within 60 s");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let mut owner: BTreeMap<(String, i32), u8> = BTreeMap::new();
+                let mut once = true;
+                for (n, inbox) in [(1u8, &in1), (2u8, &in2)] {
+                    for r in inbox.snapshot().iter().filter(|r| round.contains(&r.body)) {
+                        let q = sentinel_queue(&r.body)?;
+                        once &= owner.insert(q, n).is_none();
+                    }
+                }
+                let holders: BTreeSet<u8> = owner.values().copied().collect();
+                if once && holders.len() == 2 && last.as_ref() == Some(&owner) {
+                    break owner;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    bail!("no stable split of the queues within 60 s; last round: {owner:?}");
+                }
+                last = Some(owner);
+            };
+            eprintln!("split stable after {:?}: {split:?}", t0.elapsed());
+            sent.extend(all_sentinels.iter().cloned());
 
             let steady = bodies("steady", 0..32);
-            send_sync_all(&p, &topic, "TagShare", &steady).await?;
+            let steady_sent = send_sync_all(&p, &topic, "TagShare", &steady).await?;
             sent.extend(steady.iter().cloned());
+            // Duplicates of the steady messages would arrive before these sentinels.
+            let final_sentinels = send_sentinels(&mut p, &topic, "TagShare").await?;
+            sent.extend(final_sentinels.iter().cloned());
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             loop {
                 let c: BTreeSet<String> = in1.bodies().into_iter().chain(in2.bodies()).collect();
@@ -109,7 +154,6 @@ fn two_consumers_in_one_group_share_the_queues() -> Result<()> {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
 
             let s1: Vec<Received> = in1
                 .snapshot()
@@ -131,26 +175,40 @@ fn two_consumers_in_one_group_share_the_queues() -> Result<()> {
             both.extend(s2.iter().cloned());
             assert_same_bodies(&both, &steady, false)
                 .map_err(|e| anyhow!("steady state, the two consumers together: {e}"))?;
-            // Each queue belongs to one consumer.
-            let q1: BTreeSet<(String, i32)> = s1
+            // Each queue belongs to one consumer: the queue of each message is the one its send
+            // result named (the broker name a received message carries may be empty), and the
+            // consumer got it at the queue and offset the send reported.
+            let sent_to: BTreeMap<&str, (&str, i32, u64)> = steady_sent
                 .iter()
-                .map(|r| (r.broker_name.clone(), r.queue_id))
+                .map(|(b, broker, q, off)| (b.as_str(), (broker.as_str(), *q, *off)))
                 .collect();
-            let q2: BTreeSet<(String, i32)> = s2
-                .iter()
-                .map(|r| (r.broker_name.clone(), r.queue_id))
-                .collect();
-            if s1
-                .iter()
-                .chain(s2.iter())
-                .all(|r| !r.broker_name.is_empty())
-            {
-                let shared: Vec<_> = q1.intersection(&q2).collect();
-                ensure!(
-                    shared.is_empty(),
-                    "queues consumed by both consumers: {shared:?}"
-                );
+            let mut queues: [BTreeSet<(String, i32)>; 2] = Default::default();
+            for (n, got) in [(0usize, &s1), (1usize, &s2)] {
+                for r in got {
+                    let Some(&(broker, q, off)) = sent_to.get(r.body.as_str()) else {
+                        bail!("no send result for {}", r.body);
+                    };
+                    ensure!(
+                        r.queue_id == q && r.queue_offset == off as i64,
+                        "{}: consumed at queue {} offset {}, sent to {broker}/{q} offset {off}",
+                        r.body,
+                        r.queue_id,
+                        r.queue_offset
+                    );
+                    ensure!(
+                        r.broker_name.is_empty() || r.broker_name == broker,
+                        "{}: consumed from broker {:?}, sent to {broker}",
+                        r.body,
+                        r.broker_name
+                    );
+                    queues[n].insert((broker.to_string(), q));
+                }
             }
+            let shared: Vec<_> = queues[0].intersection(&queues[1]).collect();
+            ensure!(
+                shared.is_empty(),
+                "queues consumed by both consumers: {shared:?}"
+            );
             Ok(())
         }
         .await;

@@ -31,15 +31,18 @@ fn tag_expression_filters_messages() -> Result<()> {
                 .collect()
         };
 
+        // Each reader waits for sentinels with a tag it subscribes to, sent after everything
+        // else: once they are in, whatever its filter let through is in too.
         let ac = want(&["TagA", "TagC"]);
+        let sentinels_c = send_sentinels(&mut p, &topic, "TagC").await?;
         let got = read_back(
             &rt,
             &ns,
             &topic,
             "TagA || TagC",
             &ac,
+            &sentinels_c,
             Duration::from_secs(60),
-            Duration::from_secs(2),
         )
         .await?;
         assert_same_bodies(&got, &ac, false).map_err(|e| anyhow!("\"TagA || TagC\": {e}"))?;
@@ -60,29 +63,34 @@ fn tag_expression_filters_messages() -> Result<()> {
 
         let aa = want(&["Aa"]);
         ensure!("Aa".len() == 2 && aa.len() == 8, "test set-up");
+        let sentinels_aa = send_sentinels(&mut p, &topic, "Aa").await?;
         let got = read_back(
             &rt,
             &ns,
             &topic,
             "Aa",
             &aa,
+            &sentinels_aa,
             Duration::from_secs(60),
-            Duration::from_secs(2),
         )
         .await?;
         assert_same_bodies(&got, &aa, false)
             .map_err(|e| anyhow!("\"Aa\" (hash twin of \"BB\"): {e}"))?;
 
         // Everything is still there for a "*" subscriber (filtering never deletes).
-        let all: Vec<String> = by_tag.iter().map(|(_, b)| b.clone()).collect();
+        // (The earlier rounds' sentinels are messages of the topic too.)
+        let mut all: Vec<String> = by_tag.iter().map(|(_, b)| b.clone()).collect();
+        all.extend(sentinels_c.iter().cloned());
+        all.extend(sentinels_aa.iter().cloned());
+        let sentinels_all = send_sentinels(&mut p, &topic, "TagZ").await?;
         let got = read_back(
             &rt,
             &ns,
             &topic,
             "*",
             &all,
+            &sentinels_all,
             Duration::from_secs(60),
-            Duration::from_secs(1),
         )
         .await?;
         assert_same_bodies(&got, &all, false).map_err(|e| anyhow!("\"*\": {e}"))?;

@@ -331,6 +331,8 @@ pub struct Client {
     next_opaque: i32,
     /// Server-initiated requests received while waiting for responses.
     pub pushed: Vec<RemotingCommand>,
+    /// Responses that arrived while waiting for another one (kept for `wait_response`).
+    early: Vec<RemotingCommand>,
 }
 
 impl Client {
@@ -343,6 +345,7 @@ impl Client {
             buf: BytesMut::with_capacity(64 * 1024),
             next_opaque: 1,
             pushed: Vec::new(),
+            early: Vec::new(),
         })
     }
 
@@ -375,6 +378,9 @@ impl Client {
 
     /// Waits for the response with `opaque`, keeping server-initiated requests in `pushed`.
     pub fn wait_response(&mut self, opaque: i32, timeout: Duration) -> Result<RemotingCommand> {
+        if let Some(i) = self.early.iter().position(|c| c.opaque == opaque) {
+            return Ok(self.early.remove(i));
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -387,7 +393,9 @@ impl Client {
             if cmd.is_response() && cmd.opaque == opaque {
                 return Ok(cmd);
             }
-            if !cmd.is_response() {
+            if cmd.is_response() {
+                self.early.push(cmd);
+            } else {
                 self.pushed.push(cmd);
             }
         }
@@ -423,11 +431,22 @@ impl Client {
         }
     }
 
-    /// Waits for a server-initiated request with `code` (already pushed or arriving).
-    pub fn wait_pushed(&mut self, code: i32, timeout: Duration) -> Result<Option<RemotingCommand>> {
+    /// Responses that arrived while this client waited for something else (none pending).
+    pub fn early_responses(&self) -> &[RemotingCommand] {
+        &self.early
+    }
+
+    /// Waits for a server-initiated request with `code` for which `pred` holds (already pushed
+    /// or arriving); others stay in `pushed`.
+    pub fn wait_pushed_matching(
+        &mut self,
+        code: i32,
+        timeout: Duration,
+        pred: impl Fn(&RemotingCommand) -> bool,
+    ) -> Result<Option<RemotingCommand>> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(i) = self.pushed.iter().position(|c| c.code == code) {
+            if let Some(i) = self.pushed.iter().position(|c| c.code == code && pred(c)) {
                 return Ok(Some(self.pushed.remove(i)));
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -435,11 +454,18 @@ impl Client {
                 return Ok(None);
             }
             if let Some(cmd) = self.read_frame(left)? {
-                if !cmd.is_response() {
+                if cmd.is_response() {
+                    self.early.push(cmd);
+                } else {
                     self.pushed.push(cmd);
                 }
             }
         }
+    }
+
+    /// Waits for a server-initiated request with `code` (already pushed or arriving).
+    pub fn wait_pushed(&mut self, code: i32, timeout: Duration) -> Result<Option<RemotingCommand>> {
+        self.wait_pushed_matching(code, timeout, |_| true)
     }
 
     // ---- request helpers ----

@@ -32,25 +32,31 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::future::Future;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use rocketmq_client_rust::{
-    ClientConfig, ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
-    ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
-    MessageListenerConcurrently, TelemetryHandle,
+    ClientConfig, ClientRuntime, ClientRuntimeConfig, DefaultMQProducer, DefaultMQPushConsumer,
+    MQPushConsumer, TelemetryHandle,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
-use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+
+mod inbox;
+mod raw;
+mod restart;
+mod seeds;
+mod sentinel;
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use {inbox::*, raw::*, restart::*, seeds::*, sentinel::*};
 
 /// Number of shards every test broker runs (each one is a logical broker `petrel_<i>`).
 pub const SHARDS: u16 = 2;
@@ -454,165 +460,6 @@ impl Drop for Petrel {
 }
 
 // ------------------------------------------------------------------------------------------
-// Minimal raw remoting requests (only to observe the broker from outside; the client under
-// test never uses these). JSON header encoding, REMOTING.md §1.
-// ------------------------------------------------------------------------------------------
-
-static OPAQUE: AtomicU32 = AtomicU32::new(1);
-
-/// A response to `raw_request`.
-#[derive(Debug)]
-pub struct RawResponse {
-    pub code: i32,
-    pub remark: Option<String>,
-    pub ext: serde_json::Map<String, serde_json::Value>,
-    pub body: Vec<u8>,
-}
-
-impl RawResponse {
-    pub fn ext_str(&self, k: &str) -> Option<String> {
-        self.ext.get(k).map(|v| match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-    }
-}
-
-/// Sends one request and returns the response.
-pub fn raw_request(
-    addr: &str,
-    code: i32,
-    ext: &[(&str, &str)],
-    timeout: Duration,
-) -> Result<RawResponse> {
-    let sa: SocketAddr = addr
-        .parse()
-        .with_context(|| format!("bad address {addr}"))?;
-    let mut s =
-        TcpStream::connect_timeout(&sa, timeout).with_context(|| format!("connect {addr}"))?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    let opaque = OPAQUE.fetch_add(1, Ordering::Relaxed) as i32;
-    let ext_fields: serde_json::Map<String, serde_json::Value> = ext
-        .iter()
-        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
-        .collect();
-    let header = serde_json::json!({
-        "code": code, "language": "JAVA", "version": 453, "opaque": opaque, "flag": 0,
-        "extFields": ext_fields,
-    })
-    .to_string();
-    let hb = header.as_bytes();
-    let mut frame = Vec::with_capacity(8 + hb.len());
-    frame.extend_from_slice(&((4 + hb.len()) as u32).to_be_bytes());
-    frame.extend_from_slice(&(hb.len() as u32).to_be_bytes()); // serializeType 0 = JSON
-    frame.extend_from_slice(hb);
-    s.write_all(&frame)?;
-    loop {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).context("reading response length")?;
-        let total = u32::from_be_bytes(len) as usize;
-        if !(4..=64 << 20).contains(&total) {
-            bail!("bad response frame length {total}");
-        }
-        let mut buf = vec![0u8; total];
-        s.read_exact(&mut buf).context("reading response frame")?;
-        let hlen = (u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) & 0x00FF_FFFF) as usize;
-        if buf[0] != 0 {
-            bail!(
-                "response uses serializeType {} (expected JSON replies)",
-                buf[0]
-            );
-        }
-        if 4 + hlen > total {
-            bail!("header length {hlen} exceeds frame {total}");
-        }
-        let h: serde_json::Value =
-            serde_json::from_slice(&buf[4..4 + hlen]).with_context(|| {
-                format!(
-                    "response header is not JSON: {:?}",
-                    String::from_utf8_lossy(&buf[4..4 + hlen])
-                )
-            })?;
-        if h.get("opaque").and_then(|v| v.as_i64()) != Some(i64::from(opaque)) {
-            continue; // not ours (e.g. a server-initiated request)
-        }
-        let rcode = h
-            .get("code")
-            .and_then(|v| v.as_i64())
-            .ok_or_else(|| anyhow!("no code in {h}"))?;
-        let remark = h.get("remark").and_then(|v| v.as_str()).map(str::to_string);
-        let ext = h
-            .get("extFields")
-            .and_then(|v| v.as_object())
-            .cloned()
-            .unwrap_or_default();
-        return Ok(RawResponse {
-            code: rcode as i32,
-            remark,
-            ext,
-            body: buf[4 + hlen..].to_vec(),
-        });
-    }
-}
-
-/// GET_ROUTEINFO_BY_TOPIC (105): Ok(None) for TOPIC_NOT_EXIST (17), else the broker names.
-pub fn route_brokers(namesrv: &str, topic: &str) -> Result<Option<Vec<String>>> {
-    let RawResponse {
-        code, remark, body, ..
-    } = raw_request(namesrv, 105, &[("topic", topic)], Duration::from_secs(3))?;
-    match code {
-        0 => {}
-        17 => return Ok(None),
-        c => bail!("GET_ROUTEINFO_BY_TOPIC {topic}: code {c} remark {remark:?}"),
-    }
-    // The body is fastjson-style JSON; brokerName values are plain strings either way.
-    let text = String::from_utf8_lossy(&body);
-    let mut names = Vec::new();
-    let mut rest: &str = &text;
-    while let Some(i) = rest.find("brokerName") {
-        rest = &rest[i + "brokerName".len()..];
-        if let Some(q1) = rest
-            .find(':')
-            .and_then(|c| rest[c..].find('"').map(|q| c + q + 1))
-        {
-            if let Some(q2) = rest[q1..].find('"') {
-                let n = rest[q1..q1 + q2].to_string();
-                if !names.contains(&n) {
-                    names.push(n);
-                }
-            }
-        }
-    }
-    Ok(Some(names))
-}
-
-/// GET_CONSUMER_LIST_BY_GROUP (38) on one shard: the client ids of the group.
-pub fn consumer_ids(broker: &str, group: &str) -> Result<Vec<String>> {
-    let RawResponse {
-        code, remark, body, ..
-    } = raw_request(
-        broker,
-        38,
-        &[("consumerGroup", group)],
-        Duration::from_secs(3),
-    )?;
-    if code != 0 {
-        bail!("GET_CONSUMER_LIST_BY_GROUP {group}: code {code} remark {remark:?}");
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body)
-        .with_context(|| format!("body: {:?}", String::from_utf8_lossy(&body)))?;
-    Ok(v.get("consumerIdList")
-        .and_then(|l| l.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-// ------------------------------------------------------------------------------------------
 // The client side
 // ------------------------------------------------------------------------------------------
 
@@ -742,95 +589,6 @@ pub async fn producer(
     Ok(p)
 }
 
-/// One received message, as the listener saw it.
-#[derive(Clone, Debug)]
-pub struct Received {
-    pub topic: String,
-    pub body: String,
-    pub tags: Option<String>,
-    pub queue_id: i32,
-    pub queue_offset: i64,
-    pub msg_id: String,
-    pub reconsume_times: i32,
-    /// Set by the client from the queue it pulled from (may be empty).
-    pub broker_name: String,
-}
-
-impl Received {
-    pub fn from_ext(m: &MessageExt) -> Received {
-        Received {
-            topic: m.topic().to_string(),
-            body: m
-                .body()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default(),
-            tags: m.get_tags().map(|t| t.to_string()),
-            queue_id: m.queue_id(),
-            queue_offset: m.queue_offset(),
-            msg_id: m.msg_id().to_string(),
-            reconsume_times: m.reconsume_times(),
-            broker_name: m.broker_name().to_string(),
-        }
-    }
-}
-
-/// Thread-safe list of everything a consumer received.
-#[derive(Clone, Default)]
-pub struct Inbox(pub Arc<Mutex<Vec<Received>>>);
-
-impl Inbox {
-    pub fn snapshot(&self) -> Vec<Received> {
-        self.0.lock().expect("inbox").clone()
-    }
-    pub fn len(&self) -> usize {
-        self.0.lock().expect("inbox").len()
-    }
-    pub fn bodies(&self) -> Vec<String> {
-        self.snapshot().into_iter().map(|r| r.body).collect()
-    }
-    pub fn push(&self, r: Received) {
-        self.0.lock().expect("inbox").push(r);
-    }
-
-    /// Waits until `pred(received)` holds, polling every 50 ms, at most `limit`.
-    pub async fn wait_until(
-        &self,
-        limit: Duration,
-        what: &str,
-        pred: impl Fn(&[Received]) -> bool,
-    ) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let snap = self.snapshot();
-            if pred(&snap) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let mut bodies: Vec<&str> = snap.iter().map(|r| r.body.as_str()).collect();
-                bodies.sort_unstable();
-                bail!("timed out after {limit:?} waiting for {what}; received {} messages: {bodies:?}", snap.len());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// A concurrently-consuming listener that records every message and acks it.
-pub struct Recorder(pub Inbox);
-
-impl MessageListenerConcurrently for Recorder {
-    fn consume_message(
-        &self,
-        msgs: &[&MessageExt],
-        _context: &ConsumeConcurrentlyContext,
-    ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        for m in msgs {
-            self.0.push(Received::from_ext(m));
-        }
-        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-    }
-}
-
 pub struct PushOpts<'a> {
     pub group: &'a str,
     pub topic: &'a str,
@@ -950,74 +708,6 @@ pub fn assert_same_bodies(got: &[Received], expected: &[String], allow_dupes: bo
 
 pub fn bodies(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix}-{i:04}")).collect()
-}
-
-/// Reads a topic back with a fresh clustering push consumer (own group, from the first
-/// offset) until every body in `expected` has arrived (bounded by `limit`), waits `settle`
-/// for anything extra, shuts the consumer down and returns everything received.
-pub async fn read_back(
-    rt: &Arc<ClientRuntime>,
-    namesrv: &str,
-    topic: &str,
-    expression: &str,
-    expected: &[String],
-    limit: Duration,
-    settle: Duration,
-) -> Result<Vec<Received>> {
-    let group = unique("CompatReader");
-    let opts = PushOpts {
-        expression,
-        ..PushOpts::clustering(&group, topic)
-    };
-    let (mut consumer, inbox) = start_push_consumer(rt, namesrv, opts).await?;
-    let want: Vec<String> = expected.to_vec();
-    let waited = inbox
-        .wait_until(
-            limit,
-            &format!("{} messages on {topic}", want.len()),
-            |got| {
-                let c = body_counts(got);
-                want.iter().all(|b| c.contains_key(b))
-            },
-        )
-        .await;
-    if waited.is_ok() {
-        tokio::time::sleep(settle).await;
-    }
-    consumer.shutdown().await;
-    waited?;
-    Ok(inbox.snapshot())
-}
-
-/// QUERY_CONSUMER_OFFSET (14) on one shard: Some(offset), or None for QUERY_NOT_FOUND (22).
-pub fn committed_offset(
-    broker: &str,
-    group: &str,
-    topic: &str,
-    queue_id: i32,
-) -> Result<Option<i64>> {
-    let q = queue_id.to_string();
-    let r = raw_request(
-        broker,
-        14,
-        &[("consumerGroup", group), ("topic", topic), ("queueId", &q)],
-        Duration::from_secs(3),
-    )?;
-    match r.code {
-        0 => {
-            let off = r
-                .ext_str("offset")
-                .ok_or_else(|| anyhow!("QUERY_CONSUMER_OFFSET: no offset in {:?}", r.ext))?;
-            Ok(Some(
-                off.parse().with_context(|| format!("offset {off:?}"))?,
-            ))
-        }
-        22 => Ok(None),
-        c => bail!(
-            "QUERY_CONSUMER_OFFSET {group} {topic} {queue_id}: code {c} remark {:?}",
-            r.remark
-        ),
-    }
 }
 
 /// The shard address that serves broker name `petrel_<i>`.
