@@ -26,22 +26,14 @@ fn petrel() -> Command {
     c
 }
 
+#[path = "common/ports.rs"]
+mod ports;
+
 /// A port p with p and p+1 free (two shards), and another free port for the nameserver.
 fn free_ports() -> (u16, u16) {
-    loop {
-        let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let p = a.local_addr().expect("addr").port();
-        if p == u16::MAX {
-            continue;
-        }
-        let Ok(b) = std::net::TcpListener::bind(("127.0.0.1", p + 1)) else {
-            continue;
-        };
-        let ns = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let ns_port = ns.local_addr().expect("addr").port();
-        drop((a, b, ns));
-        return (p, ns_port);
-    }
+    let p = ports::free_port_pair().expect("two free loopback ports");
+    let ns = ports::free_port().expect("a free loopback port");
+    (p, ns)
 }
 
 fn run_to_exit(cmd: &mut Command) -> (Option<i32>, String) {

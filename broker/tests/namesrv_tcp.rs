@@ -18,12 +18,11 @@ impl Drop for Proc {
     }
 }
 
+#[path = "common/ports.rs"]
+mod ports;
+
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    ports::free_port().expect("a free loopback port")
 }
 
 fn start_namesrv() -> (Proc, u16) {

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod paths;
+pub mod ports;
+pub use ports::{free_port, free_port_pair};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -19,27 +21,6 @@ use bytes::{Bytes, BytesMut};
 pub const FRAME_SIZE_MAX: usize = 16 * 1024 * 1024;
 /// What petrel logs once every shard is open and registered.
 pub const READY_LINE: &str = "] ready: ";
-
-/// A free loopback port (bound then released; the broker binds it right after).
-pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("bind port 0")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// A pair of consecutive free loopback ports `(p, p + 1)` (for a 2-shard broker).
-pub fn free_port_pair() -> Result<u16> {
-    for _ in 0..100 {
-        let first = TcpListener::bind("127.0.0.1:0").context("bind port 0")?;
-        let port = first.local_addr()?.port();
-        let Some(next) = port.checked_add(1) else {
-            continue;
-        };
-        if TcpListener::bind(("127.0.0.1", next)).is_ok() {
-            return Ok(port);
-        }
-    }
-    bail!("no two consecutive free ports found")
-}
 
 /// One broker (one shard unless started with `start_sharded`).
 pub struct Broker {
@@ -91,12 +72,7 @@ impl Broker {
             2 => free_port_pair()?,
             _ => bail!("tests start 1 or 2 shards"),
         };
-        let namesrv_port = loop {
-            let p = free_port()?;
-            if p < port || p >= port + shards {
-                break p;
-            }
-        };
+        let namesrv_port = free_port()?;
         let args = if shards == 1 {
             Vec::new()
         } else {
