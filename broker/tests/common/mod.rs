@@ -7,7 +7,7 @@ pub mod paths;
 pub mod ports;
 pub use ports::{free_port, free_port_pair};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
