@@ -8,7 +8,16 @@
 //! themselves once a later pass sees space again. The segment being written (and anything
 //! after it) is never deleted. A reader already holding a segment keeps its open handle, so a
 //! deletion never breaks a read under way.
+//!
+//! Usage-driven deletion stops as soon as enough is gone. A removed segment's blocks come
+//! back only when its last handle closes (a reader, or glommio's asynchronous close), so the
+//! space measured right after a removal still counts it: each step uses the usage expected
+//! once the handles close, `min(measured now, measured at the start - bytes removed)`, which
+//! also holds when the filesystem did free the blocks at once. (RocketMQ's forcible clean
+//! removes up to 10 files per pass without measuring again; this deletes only what is
+//! needed.)
 
+use crate::disk::DiskSpace;
 use crate::error::IoError;
 use crate::store::Store;
 
@@ -53,8 +62,24 @@ pub(crate) fn expiry(
     }
 }
 
+/// Usage ratio expected once the handles of the segments removed this pass are closed:
+/// `start` was measured before any removal, `now` after, and `removed_bytes` is what the
+/// removals hold. Never above what is measured now.
+pub(crate) fn expected_used_ratio(start: &DiskSpace, now: &DiskSpace, removed_bytes: u64) -> f64 {
+    let expected_free = start.free_bytes.saturating_add(removed_bytes);
+    let free = now.free_bytes.max(expected_free).min(now.total_bytes);
+    DiskSpace {
+        free_bytes: free,
+        available_bytes: free,
+        ..*now
+    }
+    .used_ratio()
+}
+
 pub(crate) async fn run(store: &Store) -> Result<RetentionReport, IoError> {
     let cfg = store.config();
+    // A flusher waiting for space to create a segment retries now (space may be back).
+    store.log.retry_when_out_of_space();
     let space = store.disk.space(&cfg.root_dir)?;
     let used_ratio = space.used_ratio();
     let mut report = RetentionReport {
@@ -76,11 +101,13 @@ pub(crate) async fn run(store: &Store) -> Result<RetentionReport, IoError> {
         .filter(|b| *b < active_base)
         .collect();
     let mut ratio_now = used_ratio;
+    let mut removed_bytes = 0u64;
     for base in candidates.into_iter().take(SEGMENTS_DELETED_PER_PASS_MAX) {
-        let Some(seg) = store.log.segment_for(base) else {
+        // Only the path: this pass holds no handle of a segment it removes.
+        let Some(path) = store.log.segment_for(base).map(|s| s.path.clone()) else {
             continue;
         };
-        let modified = store.disk.modified_ms(&seg.path).unwrap_or(now);
+        let modified = store.disk.modified_ms(&path).unwrap_or(now);
         let is_expired = modified + reserved_ms <= now;
         let is_above_clean_now = ratio_now >= cfg.disk_clean_ratio;
         if expiry(
@@ -94,7 +121,9 @@ pub(crate) async fn run(store: &Store) -> Result<RetentionReport, IoError> {
         }
         store.delete_segment(base)?;
         report.segments_deleted += 1;
-        ratio_now = store.disk.space(&cfg.root_dir)?.used_ratio();
+        removed_bytes += cfg.segment_size_bytes;
+        let measured = store.disk.space(&cfg.root_dir)?;
+        ratio_now = expected_used_ratio(&space, &measured, removed_bytes);
     }
     let is_full = ratio_now >= cfg.disk_max_used_ratio;
     if is_full != store.is_disk_full.get() {
@@ -139,5 +168,30 @@ mod tests {
     #[test]
     fn above_high_water_even_young_segments_go() {
         assert_eq!(expiry(false, false, true, true), Expiry::Delete);
+    }
+
+    fn space(free_bytes: u64) -> DiskSpace {
+        DiskSpace {
+            total_bytes: 1000,
+            free_bytes,
+            available_bytes: free_bytes,
+        }
+    }
+
+    #[test]
+    fn removed_bytes_count_as_freed_while_still_open() {
+        // Nothing freed yet (handles open): expected 800 - 100 used.
+        assert_eq!(expected_used_ratio(&space(200), &space(200), 100), 0.7);
+    }
+
+    #[test]
+    fn space_freed_at_once_is_not_counted_twice() {
+        assert_eq!(expected_used_ratio(&space(200), &space(300), 100), 0.7);
+    }
+
+    #[test]
+    fn more_measured_free_space_wins() {
+        // Another writer freed space meanwhile.
+        assert_eq!(expected_used_ratio(&space(200), &space(500), 100), 0.5);
     }
 }

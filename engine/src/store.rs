@@ -239,6 +239,12 @@ impl Store {
         if self.is_disk_full.get() {
             return Err(PutError::DiskFull);
         }
+        if self.log.is_out_of_space() {
+            // The flusher could not create a segment for lack of space: refused like a full
+            // disk, and the flusher retries (space may be back).
+            self.log.retry_when_out_of_space();
+            return Err(PutError::DiskFull);
+        }
         Ok(())
     }
 
@@ -547,9 +553,10 @@ impl Store {
         self.log.is_poisoned()
     }
 
-    /// Whether puts are refused because the disk is above `disk_max_used_ratio`.
+    /// Whether puts are refused because the disk is above `disk_max_used_ratio`, or because
+    /// a commitlog segment could not be created for lack of space (until a retry succeeds).
     pub fn is_disk_full(&self) -> bool {
-        self.is_disk_full.get()
+        self.is_disk_full.get() || self.log.is_out_of_space()
     }
 
     /// Commitlog offset below which everything is durable.

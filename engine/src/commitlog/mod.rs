@@ -11,6 +11,14 @@
 //!   blank marker.
 //! - The active pending buffer starts on a 4 KiB boundary of its segment; its first `carried`
 //!   bytes are already written (the partial page, rewritten on the next flush).
+//!
+//! Out of space: when a segment cannot be created for lack of space (ENOSPC while
+//! preallocating), nothing has been written to it, so the log is not poisoned. The flusher
+//! keeps the batches it could not write (in order, still readable from the tail cache, their
+//! tickets unresolved) and `is_out_of_space` is set: the store refuses puts as disk full until
+//! the flusher has created the segment and written them. It retries when woken (a refused
+//! put, a retention pass). At shutdown a last failed retry poisons the log (those records
+//! cannot be made durable).
 
 mod group_commit;
 pub(crate) mod segment;
@@ -117,6 +125,10 @@ pub(crate) struct CommitLog {
     written: Cell<u64>,
     buffered_bytes: Cell<usize>,
     poisoned: Cell<bool>,
+    /// The flusher holds batches for a segment it could not create (no space).
+    out_of_space: Cell<bool>,
+    /// No background segment preparation before this time (ms) after one ran out of space.
+    pub(crate) prepare_not_before_ms: Cell<i64>,
     pub(crate) stop_requested: Cell<bool>,
     pub(crate) flusher_wake: Signal,
     pub(crate) prepared: Signal,
@@ -156,6 +168,8 @@ impl CommitLog {
             written: Cell::new(end),
             buffered_bytes: Cell::new(0),
             poisoned: Cell::new(false),
+            out_of_space: Cell::new(false),
+            prepare_not_before_ms: Cell::new(i64::MIN),
             stop_requested: Cell::new(false),
             flusher_wake: Signal::default(),
             prepared: Signal::default(),
@@ -188,6 +202,33 @@ impl CommitLog {
 
     pub(crate) fn is_poisoned(&self) -> bool {
         self.poisoned.get()
+    }
+
+    /// Whether the flusher is waiting for space to create a segment (puts are refused).
+    pub(crate) fn is_out_of_space(&self) -> bool {
+        self.out_of_space.get()
+    }
+
+    /// Sets or clears the out-of-space state (logged on change).
+    pub(crate) fn set_out_of_space(&self, is_out: bool, why: &dyn std::fmt::Display) {
+        if self.out_of_space.replace(is_out) != is_out {
+            if is_out {
+                log::warn!("commitlog out of space, refusing writes until a retry succeeds: {why}");
+            } else {
+                log::info!(
+                    "commitlog segment created after running out of space: accepting writes"
+                );
+            }
+        }
+    }
+
+    /// Wakes the flusher to retry creating a segment, if it is waiting for space.
+    /// Also lifts the pause of background segment preparation after a failed one.
+    pub(crate) fn retry_when_out_of_space(&self) {
+        self.prepare_not_before_ms.set(i64::MIN);
+        if self.out_of_space.get() {
+            self.flusher_wake.notify();
+        }
     }
 
     /// Marks the log poisoned (once, logged) and fails every waiting ticket.
