@@ -10,12 +10,13 @@
 //! deletion never breaks a read under way.
 //!
 //! Usage-driven deletion stops as soon as enough is gone. A removed segment's blocks come
-//! back only when its last handle closes (a reader, or glommio's asynchronous close), so the
-//! space measured right after a removal still counts it: each step uses the usage expected
-//! once the handles close, `min(measured now, measured at the start - bytes removed)`, which
-//! also holds when the filesystem did free the blocks at once. (RocketMQ's forcible clean
-//! removes up to 10 files per pass without measuring again; this deletes only what is
-//! needed.)
+//! back only when its last handle closes (a reader still holding it, or glommio's asynchronous
+//! close), so the space measured right after a removal still counts it. Each decision uses the
+//! usage expected once those handles close: `min(measured now, measured at the start - bytes
+//! removed this pass) - bytes of segments removed by earlier passes and still held`, which is
+//! never below the truth when the filesystem did free the blocks at once (at worst a pass
+//! deletes too little, and the next one, a second later, goes on). RocketMQ's forcible clean
+//! removes up to 10 files per pass without measuring again; this deletes only what is needed.
 
 use crate::disk::DiskSpace;
 use crate::error::IoError;
@@ -29,7 +30,8 @@ const HOUR_MS: i64 = 3_600_000;
 /// What one retention pass saw and did.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RetentionReport {
-    /// Disk usage ratio at the start.
+    /// Disk usage ratio at the start (not counting segments removed earlier and still held
+    /// open).
     pub used_ratio: f64,
     /// Whether writes are refused after this pass.
     pub is_disk_full: bool,
@@ -62,18 +64,24 @@ pub(crate) fn expiry(
     }
 }
 
-/// Usage ratio expected once the handles of the segments removed this pass are closed:
-/// `start` was measured before any removal, `now` after, and `removed_bytes` is what the
-/// removals hold. Never above what is measured now.
-pub(crate) fn expected_used_ratio(start: &DiskSpace, now: &DiskSpace, removed_bytes: u64) -> f64 {
-    let expected_free = start.free_bytes.saturating_add(removed_bytes);
-    let free = now.free_bytes.max(expected_free).min(now.total_bytes);
-    DiskSpace {
-        free_bytes: free,
-        available_bytes: free,
-        ..*now
+/// Usage ratio expected once the removed segments' handles are closed. `start` was measured
+/// before this pass removed anything, `now` after; `removed_bytes` were removed this pass,
+/// `held_bytes` by earlier passes and are still held open.
+pub(crate) fn expected_used_ratio(
+    start: &DiskSpace,
+    now: &DiskSpace,
+    removed_bytes: u64,
+    held_bytes: u64,
+) -> f64 {
+    if now.total_bytes == 0 {
+        return 1.0;
     }
-    .used_ratio()
+    let used_start = start.total_bytes.saturating_sub(start.free_bytes);
+    let used_now = now.total_bytes.saturating_sub(now.free_bytes);
+    let used = used_now
+        .min(used_start.saturating_sub(removed_bytes))
+        .saturating_sub(held_bytes);
+    used as f64 / now.total_bytes as f64
 }
 
 pub(crate) async fn run(store: &Store) -> Result<RetentionReport, IoError> {
@@ -81,7 +89,8 @@ pub(crate) async fn run(store: &Store) -> Result<RetentionReport, IoError> {
     // A flusher waiting for space to create a segment retries now (space may be back).
     store.log.retry_when_out_of_space();
     let space = store.disk.space(&cfg.root_dir)?;
-    let used_ratio = space.used_ratio();
+    let held_bytes = store.removed_segments_held_bytes();
+    let used_ratio = expected_used_ratio(&space, &space, 0, held_bytes);
     let mut report = RetentionReport {
         used_ratio,
         ..Default::default()
@@ -123,7 +132,7 @@ pub(crate) async fn run(store: &Store) -> Result<RetentionReport, IoError> {
         report.segments_deleted += 1;
         removed_bytes += cfg.segment_size_bytes;
         let measured = store.disk.space(&cfg.root_dir)?;
-        ratio_now = expected_used_ratio(&space, &measured, removed_bytes);
+        ratio_now = expected_used_ratio(&space, &measured, removed_bytes, held_bytes);
     }
     let is_full = ratio_now >= cfg.disk_max_used_ratio;
     if is_full != store.is_disk_full.get() {
@@ -181,17 +190,23 @@ mod tests {
     #[test]
     fn removed_bytes_count_as_freed_while_still_open() {
         // Nothing freed yet (handles open): expected 800 - 100 used.
-        assert_eq!(expected_used_ratio(&space(200), &space(200), 100), 0.7);
+        assert_eq!(expected_used_ratio(&space(200), &space(200), 100, 0), 0.7);
     }
 
     #[test]
     fn space_freed_at_once_is_not_counted_twice() {
-        assert_eq!(expected_used_ratio(&space(200), &space(300), 100), 0.7);
+        assert_eq!(expected_used_ratio(&space(200), &space(300), 100, 0), 0.7);
     }
 
     #[test]
     fn more_measured_free_space_wins() {
         // Another writer freed space meanwhile.
-        assert_eq!(expected_used_ratio(&space(200), &space(500), 100), 0.5);
+        assert_eq!(expected_used_ratio(&space(200), &space(500), 100, 0), 0.5);
+    }
+
+    #[test]
+    fn segments_removed_earlier_and_still_held_count_as_freed() {
+        assert_eq!(expected_used_ratio(&space(200), &space(200), 0, 100), 0.7);
+        assert_eq!(expected_used_ratio(&space(200), &space(200), 100, 100), 0.6);
     }
 }

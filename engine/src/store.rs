@@ -15,7 +15,9 @@ use bytes::Bytes;
 use futures_lite::future;
 
 use crate::clock::{Clock, SystemClock};
-use crate::commitlog::{run_flusher, segment_file, CommitLog, CommitLogConfig, DurabilityTicket};
+use crate::commitlog::{
+    run_flusher, segment_file, CommitLog, CommitLogConfig, DurabilityTicket, Segment,
+};
 use crate::config::StoreConfig;
 use crate::consume_queue::QueueTable;
 use crate::disk::glommio::GlommioDisk;
@@ -134,6 +136,8 @@ pub struct Store {
     maintenance_stop: Signal,
     maintenance_stopped: Signal,
     is_maintenance_running: Cell<bool>,
+    /// Segments retention removed, with their sizes: still taking space while held open.
+    removed_segments: RefCell<Vec<(Weak<Segment>, u64)>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -208,6 +212,7 @@ impl Store {
             maintenance_stop: Signal::default(),
             maintenance_stopped: Signal::default(),
             is_maintenance_running: Cell::new(false),
+            removed_segments: RefCell::new(Vec::new()),
         });
         // The active segment exists (preallocated, zero-filled) before the first put; the flusher
         // prepares the next one in the background.
@@ -630,7 +635,17 @@ impl Store {
             "retention: deleted commitlog segment {}",
             seg.path.display()
         );
+        self.removed_segments
+            .borrow_mut()
+            .push((Rc::downgrade(&seg), self.cfg.segment_size_bytes));
         Ok(())
+    }
+
+    /// Bytes of removed segments still held open (by a reader), so not yet freed on disk.
+    pub(crate) fn removed_segments_held_bytes(&self) -> u64 {
+        let mut removed = self.removed_segments.borrow_mut();
+        removed.retain(|(w, _)| w.strong_count() > 0);
+        removed.iter().map(|(_, size)| size).sum()
     }
 
     /// Flushes everything, writes the checkpoint (marked clean) and stops the tasks.
