@@ -86,8 +86,10 @@ pub(crate) fn expected_used_ratio(
 
 pub(crate) async fn run(store: &Store) -> Result<RetentionReport, IoError> {
     let cfg = store.config();
-    // A flusher waiting for space to create a segment retries now (space may be back).
+    // Space may be back: a flusher waiting to create a segment, or a failed preparation of
+    // the next one, retries now.
     store.log.retry_when_out_of_space();
+    crate::commitlog::retry_next_segment(&store.log);
     let space = store.disk.space(&cfg.root_dir)?;
     let held_bytes = store.removed_segments_held_bytes();
     let used_ratio = expected_used_ratio(&space, &space, 0, held_bytes);

@@ -16,7 +16,8 @@ use futures_lite::future;
 
 use crate::clock::{Clock, SystemClock};
 use crate::commitlog::{
-    run_flusher, segment_file, CommitLog, CommitLogConfig, DurabilityTicket, Segment,
+    retry_next_segment, run_flusher, segment_file, CommitLog, CommitLogConfig, DurabilityTicket,
+    Segment,
 };
 use crate::config::StoreConfig;
 use crate::consume_queue::QueueTable;
@@ -253,6 +254,15 @@ impl Store {
         Ok(())
     }
 
+    /// An append refused because the next segment could not be prepared (no space) retries
+    /// that preparation in the background.
+    fn retry_if_disk_full<T>(&self, appended: Result<T, PutError>) -> Result<T, PutError> {
+        if matches!(appended, Err(PutError::DiskFull)) {
+            retry_next_segment(&self.log);
+        }
+        appended
+    }
+
     fn dispatch_put(
         &self,
         msg: &PutMessage<'_>,
@@ -292,9 +302,10 @@ impl Store {
             0
         };
         let ts = self.clock.now_ms();
-        let (offsets, end) = self.log.append(&[size], |_, offset, buf| {
+        let appended = self.log.append(&[size], |_, offset, buf| {
             record::encode(buf, msg, queue_offset, offset, ts);
-        })?;
+        });
+        let (offsets, end) = self.retry_if_disk_full(appended)?;
         let offset = offsets.first().copied().unwrap_or(end);
         self.dispatch_put(msg, queue_offset, offset, size as u32, ts);
         Ok(PutResult {
@@ -348,11 +359,12 @@ impl Store {
                 0
             }
         };
-        let (offsets, end) = self.log.append(&sizes, |i, offset, buf| {
+        let appended = self.log.append(&sizes, |i, offset, buf| {
             if let Some(m) = msgs.get(i) {
                 record::encode(buf, m, qo(i), offset, ts);
             }
-        })?;
+        });
+        let (offsets, end) = self.retry_if_disk_full(appended)?;
         for (i, (m, off)) in msgs.iter().zip(&offsets).enumerate() {
             let size = sizes.get(i).copied().unwrap_or(0) as u32;
             self.dispatch_put(m, qo(i), *off, size, ts);

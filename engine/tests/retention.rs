@@ -205,60 +205,186 @@ fn a_usage_driven_pass_deletes_only_the_segments_it_needs_while_handles_are_open
     });
 }
 
-/// Puts until one is refused, yielding after each so the flusher runs. Returns the accepted
-/// records (offset, body, ticket) and the refusal.
-async fn put_until_refused(store: &Store, first_seq: usize) -> (Vec<Accepted>, PutError) {
-    let mut accepted = Vec::new();
-    for seq in first_seq..first_seq + 400 {
-        let b = body(seq);
-        match store.put(&msg("T", 0, &b, "")) {
-            Ok(r) => accepted.push((r.commit_log_offset.0, b, r.ticket)),
-            Err(e) => return (accepted, e),
+type Accepted = (u64, Vec<u8>, DurabilityTicket);
+
+/// A config with the ratio guards out of the way: only ENOSPC stops puts.
+fn enospc_config() -> StoreConfig {
+    StoreConfig {
+        disk_clean_ratio: 1.0,
+        disk_max_used_ratio: 1.0,
+        ..config()
+    }
+}
+
+/// Opens a store and waits for its second segment to be prepared.
+async fn open_ready(disk: &SimDisk, clock: &Rc<ManualClock>) -> Rc<Store> {
+    let store = open(disk, clock, enospc_config()).await;
+    while !store.is_next_segment_ready() {
+        future::yield_now().await;
+    }
+    store
+}
+
+/// Leaves room for a few small files on the disk, not for another segment.
+fn leave_no_room_for_a_segment(disk: &SimDisk) {
+    disk.set_extra_used_bytes(DISK_BYTES - used_bytes(disk) - SEGMENT_BYTES / 2);
+}
+
+/// Puts one record; Ok(accepted) or the refusal.
+fn put_one(store: &Store, seq: usize) -> Result<Accepted, PutError> {
+    let b = body(seq);
+    let r = store.put(&msg("T", 0, &b, ""))?;
+    Ok((r.commit_log_offset.0, b, r.ticket))
+}
+
+/// Puts until one is refused, yielding after each so the flusher runs.
+async fn put_until_refused(store: &Store, accepted: &mut Vec<Accepted>) -> PutError {
+    for _ in 0..400 {
+        match put_one(store, accepted.len()) {
+            Ok(a) => accepted.push(a),
+            Err(e) => return e,
         }
         future::yield_now().await;
     }
     panic!("400 puts and none refused");
 }
 
-type Accepted = (u64, Vec<u8>, DurabilityTicket);
+/// Puts until accepted again once space is back (a refused put retries the preparation, at
+/// most every 100 ms of the store's clock).
+async fn put_until_accepted(store: &Store, clock: &ManualClock, accepted: &mut Vec<Accepted>) {
+    for refused in 0..1000 {
+        match put_one(store, accepted.len()) {
+            Ok(a) => {
+                println!("accepted again after {refused} refusals");
+                accepted.push(a);
+                return;
+            }
+            Err(PutError::DiskFull) => {}
+            Err(e) => panic!("after space is back: {e:?}"),
+        }
+        clock.advance_ms(50);
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("still refused 1000 times after space came back");
+}
 
-/// Space runs out (ENOSPC) where the third segment would go, with the ratio guards out of the
-/// way. Records appended for that segment before the flusher found out stay readable and
-/// unacknowledged; puts are refused as disk full (not poisoned); once space is back, puts
-/// resume without a restart and every accepted record becomes durable, in order.
+/// Every accepted record becomes durable; after a shutdown and a crash all of them are there,
+/// in order.
+async fn assert_all_durable_and_recovered(
+    store: Rc<Store>,
+    accepted: Vec<Accepted>,
+    disk: &SimDisk,
+    clock: &Rc<ManualClock>,
+) {
+    let mut sent = Vec::new();
+    for (off, b, t) in accepted {
+        t.await.unwrap_or_else(|e| panic!("record at {off}: {e}"));
+        sent.push(b);
+    }
+    store.shutdown().await.expect("shutdown");
+    drop(store);
+    disk.crash(&mut SimRng::new(7));
+    let store = open(disk, clock, enospc_config()).await;
+    assert_same(
+        &bodies(&store, 0).await,
+        &sent,
+        "every accepted record, in order",
+    );
+    store.shutdown().await.expect("shutdown");
+}
+
+/// The third segment's preparation (in the background, while the second is written) runs out
+/// of space: the put that would start it is refused as disk full with nothing appended, the
+/// store is not poisoned, and once space is back puts resume without a restart.
 #[test]
-fn enospc_creating_a_segment_refuses_puts_then_resumes_and_loses_nothing() {
+fn enospc_preparing_the_next_segment_refuses_the_put_that_needs_it_then_resumes() {
     common::run(|| async {
         let clock = Rc::new(ManualClock::new(10 * HOUR_MS));
         let disk = SimDisk::new(DISK_BYTES, clock.clone());
-        let cfg = StoreConfig {
-            disk_clean_ratio: 1.0,
-            disk_max_used_ratio: 1.0,
-            ..config()
-        };
-        let store = open(&disk, &clock, cfg.clone()).await;
-        while !store.is_next_segment_ready() {
-            future::yield_now().await;
-        }
-        // Room for a few small files, not for a third segment.
-        disk.set_extra_used_bytes(DISK_BYTES - used_bytes(&disk) - SEGMENT_BYTES / 2);
-        let (mut accepted, refusal) = put_until_refused(&store, 0).await;
+        let store = open_ready(&disk, &clock).await;
+        leave_no_room_for_a_segment(&disk);
+        let mut accepted = Vec::new();
+        let refusal = put_until_refused(&store, &mut accepted).await;
         assert!(matches!(refusal, PutError::DiskFull), "{refusal:?}");
         assert!(!store.is_poisoned());
-        assert!(store.is_disk_full());
+        let third = 2 * SEGMENT_BYTES;
+        println!("{} accepted", accepted.len());
+        assert!(accepted.len() > 60, "two segments' worth accepted");
+        assert!(
+            accepted.iter().all(|a| a.0 < third),
+            "nothing for the third"
+        );
+        assert!(store.max_commit_log_offset().0 < third);
+        // Still no space: refused again (retries included), never poisoned.
+        for _ in 0..3 {
+            clock.advance_ms(1000);
+            store.run_retention_now().await.expect("retention");
+            future::yield_now().await;
+            let r = put_one(&store, 9999).map(|_| ());
+            assert!(matches!(r, Err(PutError::DiskFull)), "{r:?}");
+        }
+        assert!(!store.is_poisoned());
+        disk.set_extra_used_bytes(0);
+        put_until_accepted(&store, &clock, &mut accepted).await;
+        assert_all_durable_and_recovered(store, accepted, &disk, &clock).await;
+    });
+}
+
+/// Fills the first segment (durably) to near its end, takes the space away, then appends
+/// across the second segment into the third without yielding, so records are appended for
+/// the third segment before anything tried to create it; then lets the flusher run into
+/// ENOSPC. Returns the accepted records.
+async fn append_into_a_segment_that_cannot_be_created(
+    store: &Store,
+    disk: &SimDisk,
+) -> Vec<Accepted> {
+    let mut accepted = Vec::new();
+    while store.max_commit_log_offset().0 < SEGMENT_BYTES - 20_000 {
+        let a = put_one(store, accepted.len()).expect("put");
+        accepted.push(a);
+    }
+    while !accepted.iter().all(|a| a.2.is_durable()) {
+        future::yield_now().await;
+    }
+    leave_no_room_for_a_segment(disk);
+    while store.max_commit_log_offset().0 < 2 * SEGMENT_BYTES + 6000 {
+        let a = put_one(store, accepted.len()).expect("appended without yielding");
+        accepted.push(a);
+    }
+    for _ in 0..10_000 {
+        if store.is_disk_full() {
+            return accepted;
+        }
+        future::yield_now().await;
+    }
+    panic!("the flusher never ran out of space");
+}
+
+/// Records were appended for a segment before its creation ran out of space: they stay
+/// readable and unacknowledged (tickets pending) while puts are refused as disk full (not
+/// poisoned); once space is back, puts resume without a restart and every accepted record
+/// becomes durable, in order.
+#[test]
+fn enospc_creating_a_segment_with_records_appended_for_it_loses_nothing() {
+    common::run(|| async {
+        let clock = Rc::new(ManualClock::new(10 * HOUR_MS));
+        let disk = SimDisk::new(DISK_BYTES, clock.clone());
+        let store = open_ready(&disk, &clock).await;
+        let mut accepted = append_into_a_segment_that_cannot_be_created(&store, &disk).await;
+        assert!(!store.is_poisoned());
         let third = 2 * SEGMENT_BYTES;
         let stalled = accepted.iter().filter(|a| a.0 >= third).count();
         println!(
             "{} accepted, {stalled} for the third segment",
             accepted.len()
         );
-        assert!(stalled >= 1, "a record was appended for the third segment");
+        assert!(stalled >= 1, "records were appended for the third segment");
         for (off, _, t) in &accepted {
             assert_eq!(t.is_durable(), *off < third, "record at {off}");
         }
-        // Still out of space: still refused, still not poisoned, everything readable.
+        // Still out of space: refused, not poisoned, everything readable.
         for _ in 0..3 {
-            let r = store.put(&msg("T", 0, b"refused", ""));
+            let r = put_one(&store, 9999).map(|_| ());
             assert!(matches!(r, Err(PutError::DiskFull)), "{r:?}");
             store.run_retention_now().await.expect("retention");
             future::yield_now().await;
@@ -267,38 +393,10 @@ fn enospc_creating_a_segment_refuses_puts_then_resumes_and_loses_nothing() {
         let sent: Vec<Vec<u8>> = accepted.iter().map(|a| a.1.clone()).collect();
         assert_same(&bodies(&store, 0).await, &sent, "while out of space");
 
-        // Space back: puts resume without a restart.
         disk.set_extra_used_bytes(0);
-        let mut seq = accepted.len();
-        let mut refused = 0;
-        let r = loop {
-            let b = body(seq);
-            match store.put(&msg("T", 0, &b, "")) {
-                Ok(r) => break (r.commit_log_offset.0, b, r.ticket),
-                Err(PutError::DiskFull) if refused < 1000 => refused += 1,
-                Err(e) => panic!("after space is back: {e:?} ({refused} refused)"),
-            }
-            seq += 1;
-            glommio::timer::sleep(Duration::from_millis(1)).await;
-        };
-        println!("accepted again after {refused} refusals");
-        accepted.push(r);
+        put_until_accepted(&store, &clock, &mut accepted).await;
         assert!(!store.is_disk_full());
-        let mut sent = Vec::new();
-        for (off, b, t) in accepted {
-            t.await.unwrap_or_else(|e| panic!("record at {off}: {e}"));
-            sent.push(b);
-        }
-        store.shutdown().await.expect("shutdown");
-        drop(store);
-        disk.crash(&mut SimRng::new(7));
-        let store = open(&disk, &clock, cfg).await;
-        assert_same(
-            &bodies(&store, 0).await,
-            &sent,
-            "every accepted record, in order",
-        );
-        store.shutdown().await.expect("shutdown");
+        assert_all_durable_and_recovered(store, accepted, &disk, &clock).await;
     });
 }
 
@@ -310,25 +408,15 @@ fn out_of_space_at_shutdown_fails_it_and_a_crash_keeps_every_durable_record() {
     common::run(|| async {
         let clock = Rc::new(ManualClock::new(10 * HOUR_MS));
         let disk = SimDisk::new(DISK_BYTES, clock.clone());
-        let cfg = StoreConfig {
-            disk_clean_ratio: 1.0,
-            disk_max_used_ratio: 1.0,
-            ..config()
-        };
-        let store = open(&disk, &clock, cfg.clone()).await;
-        while !store.is_next_segment_ready() {
-            future::yield_now().await;
-        }
-        disk.set_extra_used_bytes(DISK_BYTES - used_bytes(&disk) - SEGMENT_BYTES / 2);
-        let (accepted, refusal) = put_until_refused(&store, 0).await;
-        assert!(matches!(refusal, PutError::DiskFull), "{refusal:?}");
+        let store = open_ready(&disk, &clock).await;
+        let accepted = append_into_a_segment_that_cannot_be_created(&store, &disk).await;
         let third = 2 * SEGMENT_BYTES;
+        assert!(accepted.iter().any(|a| a.0 >= third));
         let durable: Vec<Vec<u8>> = accepted
             .iter()
             .filter(|a| a.0 < third)
             .map(|a| a.1.clone())
             .collect();
-        assert!(accepted.iter().any(|a| a.0 >= third));
         assert!(store.shutdown().await.is_err(), "cannot flush everything");
         for (off, _, t) in accepted {
             let r = t.await;
@@ -337,7 +425,7 @@ fn out_of_space_at_shutdown_fails_it_and_a_crash_keeps_every_durable_record() {
         drop(store);
         disk.crash(&mut SimRng::new(11));
         disk.set_extra_used_bytes(0);
-        let store = open(&disk, &clock, cfg).await;
+        let store = open(&disk, &clock, enospc_config()).await;
         assert_same(
             &bodies(&store, 0).await,
             &durable,

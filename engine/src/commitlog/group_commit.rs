@@ -132,7 +132,7 @@ pub(crate) async fn segment_file(log: &Rc<CommitLog>, base: u64) -> Result<Rc<Se
 
 /// After a background preparation ran out of space, the next one waits this long (or for a
 /// retention pass); the flusher still creates a segment itself when it needs it.
-const PREPARE_RETRY_MS: i64 = 1000;
+pub(crate) const PREPARE_RETRY_MS: i64 = 100;
 /// While out of space, the flusher retries creating the segment at most this often (Timers).
 const OUT_OF_SPACE_RETRY_MS: u64 = 100;
 
@@ -157,11 +157,17 @@ fn prepare_next(log: &Rc<CommitLog>, base: u64) {
                 let mut st = log.state.borrow_mut();
                 st.segments.insert(next, Rc::new(seg));
                 st.preparing = None;
+                if log.is_next_segment_short_of_space.replace(false) {
+                    log::info!("next commitlog segment prepared after running out of space");
+                }
             }
             Err(e) if is_no_space(&e) => {
-                // Nothing depends on it yet: the flusher creates it when it needs it.
+                // Nothing is appended for it yet: appends that would start it are refused
+                // until a retry succeeds.
                 log.state.borrow_mut().preparing = None;
-                log::warn!("cannot prepare the next commitlog segment now: {e}");
+                if !log.is_next_segment_short_of_space.replace(true) {
+                    log::warn!("cannot prepare the next commitlog segment, refusing writes that need it: {e}");
+                }
                 let now = log.cfg.clock.now_ms();
                 log.prepare_not_before_ms
                     .set(now.saturating_add(PREPARE_RETRY_MS));
@@ -183,6 +189,15 @@ async fn wait_to_retry(log: &CommitLog) {
     log.flusher_wake.wait().await;
     if log.cfg.background == Background::Timers && !log.stop_requested.get() {
         glommio::timer::sleep(Duration::from_millis(OUT_OF_SPACE_RETRY_MS)).await;
+    }
+}
+
+/// Retries preparing the next segment after its preparation ran out of space (called for a
+/// refused put and by retention); at most once per `PREPARE_RETRY_MS` unless the pause was
+/// lifted.
+pub(crate) fn retry_next_segment(log: &Rc<CommitLog>) {
+    if log.is_next_segment_short_of_space.get() && !log.is_out_of_space() {
+        prepare_next(log, log.segment_base_of(log.write_offset()));
     }
 }
 
