@@ -93,7 +93,10 @@ pub fn remove_stale_temp_files(dir: &Path) -> Result<usize, BrokerError> {
         let path = entry.path();
         match std::fs::remove_file(&path) {
             Ok(()) => {
-                log::info!("removed the temp file of an interrupted write: {}", path.display());
+                log::info!(
+                    "removed the temp file of an interrupted write: {}",
+                    path.display()
+                );
                 removed += 1;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

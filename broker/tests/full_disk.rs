@@ -420,7 +420,11 @@ fn the_broker_filling_its_own_disk_reclaims_only_the_oldest_segments() -> Result
     assert!(min > 0, "reclaimed segments move the min offset");
     // Deletions per pass: passes are a second or more apart, so group by the log's second.
     let mut per_pass: Vec<(String, usize)> = Vec::new();
-    for line in broker.log().lines().filter(|l| l.contains("retention: deleted")) {
+    for line in broker
+        .log()
+        .lines()
+        .filter(|l| l.contains("retention: deleted"))
+    {
         let second = line.split_whitespace().next().unwrap_or("").to_string();
         match per_pass.last_mut() {
             Some((s, n)) if *s == second => *n += 1,
