@@ -626,6 +626,7 @@ impl Disk for SimDisk {
         });
         state.dirs.retain(|p| !p.starts_with(path));
         state.unsynced_entries.retain(|p| !p.starts_with(path));
+        state.removed_open.retain(|w| w.strong_count() > 0);
         Ok(())
     }
 
