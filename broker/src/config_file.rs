@@ -1,6 +1,7 @@
 //! The broker's small JSON metadata files under `<store_dir>/config/` (topics, consumer
 //! offsets, delay offsets, transaction scan offsets): read with a default when absent, written
 //! atomically and durably (the directory is fsynced after the rename). Not on the data path.
+//! Temp files a killed process left behind are removed when the shard opens.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,45 @@ pub async fn write_file_atomically(path: &Path, bytes: Vec<u8>) -> Result<(), Br
     sync_parent_dir(path).await
 }
 
+/// Whether `name` is a temp file of `write_file_atomically` (`<name>.json.tmp<N>`).
+fn is_temp_file_name(name: &str) -> bool {
+    name.rsplit_once(".json.tmp").is_some_and(|(stem, n)| {
+        !stem.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// Removes the temp files of interrupted atomic writes (a process killed between creating the
+/// temp file and renaming it) from `dir`; returns how many. Call it before any write starts in
+/// `dir` (at shard open): a temp file of a write in progress would go too. Nothing reads them,
+/// so their removal need not be durable.
+pub fn remove_stale_temp_files(dir: &Path) -> Result<usize, BrokerError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BrokerError::Io { op, path, source }
+    };
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).map_err(io("list directory", dir))? {
+        let entry = entry.map_err(io("list directory", dir))?;
+        let is_temp = entry.file_name().to_str().is_some_and(is_temp_file_name);
+        if !is_temp || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                log::info!(
+                    "removed the temp file of an interrupted write: {}",
+                    path.display()
+                );
+                removed += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("remove", &path)(e)),
+        }
+    }
+    Ok(removed)
+}
+
 /// fsyncs the directory holding `path`, so a rename (or creation) in it survives a power loss.
 /// The fsync runs on glommio's blocking pool: a journal commit must not stall the shard.
 pub async fn sync_parent_dir(path: &Path) -> Result<(), BrokerError> {
@@ -114,6 +154,42 @@ mod tests {
                 .collect();
             assert_eq!(names, vec!["topics.json".to_string()]);
         });
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = [
+            "topics.json",
+            "topics.json.tmp0",
+            "consumerOffset.json.tmp17",
+            "delayOffset.json.tmp",
+            "topics.json.tmp1x",
+            "notes.tmp3",
+            ".json.tmp4",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), b"{}").expect("write");
+        }
+        std::fs::create_dir(dir.path().join("sub.json.tmp5")).expect("mkdir");
+        let removed = remove_stale_temp_files(dir.path()).expect("remove");
+        assert_eq!(removed, 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".json.tmp4",
+                "delayOffset.json.tmp",
+                "notes.tmp3",
+                "sub.json.tmp5",
+                "topics.json",
+                "topics.json.tmp1x"
+            ]
+        );
     }
 
     #[test]

@@ -15,7 +15,10 @@ use bytes::Bytes;
 use futures_lite::future;
 
 use crate::clock::{Clock, SystemClock};
-use crate::commitlog::{run_flusher, segment_file, CommitLog, CommitLogConfig, DurabilityTicket};
+use crate::commitlog::{
+    retry_next_segment, run_flusher, segment_file, CommitLog, CommitLogConfig, DurabilityTicket,
+    Segment,
+};
 use crate::config::StoreConfig;
 use crate::consume_queue::QueueTable;
 use crate::disk::glommio::GlommioDisk;
@@ -134,6 +137,8 @@ pub struct Store {
     maintenance_stop: Signal,
     maintenance_stopped: Signal,
     is_maintenance_running: Cell<bool>,
+    /// Segments retention removed, with their sizes: still taking space while held open.
+    removed_segments: RefCell<Vec<(Weak<Segment>, u64)>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -208,6 +213,7 @@ impl Store {
             maintenance_stop: Signal::default(),
             maintenance_stopped: Signal::default(),
             is_maintenance_running: Cell::new(false),
+            removed_segments: RefCell::new(Vec::new()),
         });
         // The active segment exists (preallocated, zero-filled) before the first put; the flusher
         // prepares the next one in the background.
@@ -239,7 +245,22 @@ impl Store {
         if self.is_disk_full.get() {
             return Err(PutError::DiskFull);
         }
+        if self.log.is_out_of_space() {
+            // The flusher could not create a segment for lack of space: refused like a full
+            // disk, and the flusher retries (space may be back).
+            self.log.retry_when_out_of_space();
+            return Err(PutError::DiskFull);
+        }
         Ok(())
+    }
+
+    /// An append refused because the next segment could not be prepared (no space) retries
+    /// that preparation in the background.
+    fn retry_if_disk_full<T>(&self, appended: Result<T, PutError>) -> Result<T, PutError> {
+        if matches!(appended, Err(PutError::DiskFull)) {
+            retry_next_segment(&self.log);
+        }
+        appended
     }
 
     fn dispatch_put(
@@ -281,9 +302,10 @@ impl Store {
             0
         };
         let ts = self.clock.now_ms();
-        let (offsets, end) = self.log.append(&[size], |_, offset, buf| {
+        let appended = self.log.append(&[size], |_, offset, buf| {
             record::encode(buf, msg, queue_offset, offset, ts);
-        })?;
+        });
+        let (offsets, end) = self.retry_if_disk_full(appended)?;
         let offset = offsets.first().copied().unwrap_or(end);
         self.dispatch_put(msg, queue_offset, offset, size as u32, ts);
         Ok(PutResult {
@@ -337,11 +359,12 @@ impl Store {
                 0
             }
         };
-        let (offsets, end) = self.log.append(&sizes, |i, offset, buf| {
+        let appended = self.log.append(&sizes, |i, offset, buf| {
             if let Some(m) = msgs.get(i) {
                 record::encode(buf, m, qo(i), offset, ts);
             }
-        })?;
+        });
+        let (offsets, end) = self.retry_if_disk_full(appended)?;
         for (i, (m, off)) in msgs.iter().zip(&offsets).enumerate() {
             let size = sizes.get(i).copied().unwrap_or(0) as u32;
             self.dispatch_put(m, qo(i), *off, size, ts);
@@ -547,9 +570,10 @@ impl Store {
         self.log.is_poisoned()
     }
 
-    /// Whether puts are refused because the disk is above `disk_max_used_ratio`.
+    /// Whether puts are refused because the disk is above `disk_max_used_ratio`, or because
+    /// a commitlog segment could not be created for lack of space (until a retry succeeds).
     pub fn is_disk_full(&self) -> bool {
-        self.is_disk_full.get()
+        self.is_disk_full.get() || self.log.is_out_of_space()
     }
 
     /// Commitlog offset below which everything is durable.
@@ -623,7 +647,17 @@ impl Store {
             "retention: deleted commitlog segment {}",
             seg.path.display()
         );
+        self.removed_segments
+            .borrow_mut()
+            .push((Rc::downgrade(&seg), self.cfg.segment_size_bytes));
         Ok(())
+    }
+
+    /// Bytes of removed segments still held open (by a reader), so not yet freed on disk.
+    pub(crate) fn removed_segments_held_bytes(&self) -> u64 {
+        let mut removed = self.removed_segments.borrow_mut();
+        removed.retain(|(w, _)| w.strong_count() > 0);
+        removed.iter().map(|(_, size)| size).sum()
     }
 
     /// Flushes everything, writes the checkpoint (marked clean) and stops the tasks.

@@ -93,6 +93,7 @@ impl Shard {
         })?;
         // The new directory's entry must survive a power loss with the files renamed into it.
         crate::config_file::sync_parent_dir(&config_dir).await?;
+        crate::config_file::remove_stale_temp_files(&config_dir)?;
         let store_config = ctx.config.store_config(ctx.store_dir.clone());
         let opened = match &ctx.store_disk {
             None => Store::open(store_config).await,

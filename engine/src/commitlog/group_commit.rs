@@ -6,8 +6,12 @@
 //! meantime: group commit with no timer and no sleep. Under ASYNC_FLUSH it writes just as
 //! promptly but fdatasyncs only every `flush_interval_ms`. A failed write or fdatasync poisons
 //! the log; the flusher then stops and every waiting ticket reports `Poisoned`.
+//!
+//! No space to create a segment (ENOSPC) is not a failed write: the flusher syncs what it
+//! wrote, keeps the batches it could not write (nothing taken after them is written before
+//! them), marks the log out of space and retries when woken; see the commitlog module doc.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -16,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
-use super::{segment, CommitLog, Segment};
+use super::segment::is_no_space;
+use super::{segment, CommitLog, FlushBatch, Segment};
 use crate::error::{FlushError, IoError};
 use crate::store::Background;
 use crate::FlushMode;
@@ -125,12 +130,21 @@ pub(crate) async fn segment_file(log: &Rc<CommitLog>, base: u64) -> Result<Rc<Se
     }
 }
 
+/// After a background preparation ran out of space, the next one waits this long (or for a
+/// retention pass); the flusher still creates a segment itself when it needs it.
+pub(crate) const PREPARE_RETRY_MS: i64 = 100;
+/// While out of space, the flusher retries creating the segment at most this often (Timers).
+const OUT_OF_SPACE_RETRY_MS: u64 = 100;
+
 /// Starts creating the segment after `base` in the background, if not there yet.
 fn prepare_next(log: &Rc<CommitLog>, base: u64) {
     let next = base + log.cfg.segment_size_bytes;
     {
         let mut st = log.state.borrow_mut();
         if st.segments.contains_key(&next) || st.preparing.is_some() {
+            return;
+        }
+        if log.cfg.clock.now_ms() < log.prepare_not_before_ms.get() {
             return;
         }
         st.preparing = Some(next);
@@ -143,6 +157,20 @@ fn prepare_next(log: &Rc<CommitLog>, base: u64) {
                 let mut st = log.state.borrow_mut();
                 st.segments.insert(next, Rc::new(seg));
                 st.preparing = None;
+                if log.is_next_segment_short_of_space.replace(false) {
+                    log::info!("next commitlog segment prepared after running out of space");
+                }
+            }
+            Err(e) if is_no_space(&e) => {
+                // Nothing is appended for it yet: appends that would start it are refused
+                // until a retry succeeds.
+                log.state.borrow_mut().preparing = None;
+                if !log.is_next_segment_short_of_space.replace(true) {
+                    log::warn!("cannot prepare the next commitlog segment, refusing writes that need it: {e}");
+                }
+                let now = log.cfg.clock.now_ms();
+                log.prepare_not_before_ms
+                    .set(now.saturating_add(PREPARE_RETRY_MS));
             }
             Err(e) => {
                 log.state.borrow_mut().preparing = None;
@@ -154,6 +182,25 @@ fn prepare_next(log: &Rc<CommitLog>, base: u64) {
     .detach();
 }
 
+/// Waits for a reason to retry creating a segment while out of space: a refused put, a
+/// retention pass or shutdown wakes the flusher (at most one retry per
+/// `OUT_OF_SPACE_RETRY_MS` under timers).
+async fn wait_to_retry(log: &CommitLog) {
+    log.flusher_wake.wait().await;
+    if log.cfg.background == Background::Timers && !log.stop_requested.get() {
+        glommio::timer::sleep(Duration::from_millis(OUT_OF_SPACE_RETRY_MS)).await;
+    }
+}
+
+/// Retries preparing the next segment after its preparation ran out of space (called for a
+/// refused put and by retention); at most once per `PREPARE_RETRY_MS` unless the pause was
+/// lifted.
+pub(crate) fn retry_next_segment(log: &Rc<CommitLog>) {
+    if log.is_next_segment_short_of_space.get() && !log.is_out_of_space() {
+        prepare_next(log, log.segment_base_of(log.write_offset()));
+    }
+}
+
 /// The flusher task: runs until `stop_requested` and nothing is left, or until poisoned.
 pub(crate) async fn run_flusher(log: Rc<CommitLog>) {
     log.is_flusher_running.set(true);
@@ -163,9 +210,18 @@ pub(crate) async fn run_flusher(log: Rc<CommitLog>) {
     let mut unsynced: BTreeSet<u64> = BTreeSet::new();
     let mut written_end = log.written_offset();
     let mut active_base = log.segment_base_of(written_end);
+    // Batches that could not be written for lack of space, oldest first.
+    let mut stalled: VecDeque<FlushBatch> = VecDeque::new();
     prepare_next(&log, active_base);
     while !log.is_poisoned() {
-        let batches = log.take_batches();
+        let mut batches = if stalled.is_empty() {
+            VecDeque::from(log.take_batches())
+        } else {
+            if !log.stop_requested.get() {
+                wait_to_retry(&log).await;
+            }
+            std::mem::take(&mut stalled)
+        };
         if batches.is_empty() {
             let must_sync = !unsynced.is_empty()
                 && (log.cfg.flush_mode == FlushMode::Sync
@@ -189,9 +245,15 @@ pub(crate) async fn run_flusher(log: Rc<CommitLog>) {
             }
         }
         let mut new_bytes = 0;
-        for b in &batches {
+        let mut no_space = None;
+        while let Some(b) = batches.front() {
             let seg = match segment_file(&log, b.seg_base).await {
                 Ok(s) => s,
+                Err(e) if is_no_space(&e) => {
+                    // Nothing was written to that segment: keep this batch and the rest.
+                    no_space = Some(e);
+                    break;
+                }
                 Err(e) => {
                     log.poison(&e);
                     break;
@@ -204,9 +266,8 @@ pub(crate) async fn run_flusher(log: Rc<CommitLog>) {
             unsynced.insert(b.seg_base);
             new_bytes += b.new_bytes;
             written_end = b.end_offset;
-            if b.seg_base != active_base {
-                active_base = b.seg_base;
-            }
+            active_base = b.seg_base;
+            batches.pop_front();
         }
         if log.is_poisoned() {
             break;
@@ -214,6 +275,7 @@ pub(crate) async fn run_flusher(log: Rc<CommitLog>) {
         log.written_up_to(written_end, new_bytes);
         let sync_now = log.cfg.flush_mode == FlushMode::Sync
             || log.stop_requested.get()
+            || no_space.is_some()
             || clock.now_ms() - last_sync_ms >= interval_ms;
         if sync_now && !unsynced.is_empty() {
             let bases: Vec<u64> = std::mem::take(&mut unsynced).into_iter().collect();
@@ -232,7 +294,21 @@ pub(crate) async fn run_flusher(log: Rc<CommitLog>) {
             last_sync_ms = clock.now_ms();
             log.durable_up_to(written_end);
         }
-        prepare_next(&log, active_base);
+        match no_space {
+            Some(e) if log.stop_requested.get() => {
+                // Stopping, and still no space: these records can never be made durable.
+                log.poison(&e);
+                break;
+            }
+            Some(e) => {
+                log.set_out_of_space(true, &e);
+                stalled = batches;
+            }
+            None => {
+                log.set_out_of_space(false, &"");
+                prepare_next(&log, active_base);
+            }
+        }
     }
     log.is_flusher_running.set(false);
     log.flusher_stopped.notify();

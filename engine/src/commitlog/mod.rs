@@ -11,6 +11,19 @@
 //!   blank marker.
 //! - The active pending buffer starts on a 4 KiB boundary of its segment; its first `carried`
 //!   bytes are already written (the partial page, rewritten on the next flush).
+//!
+//! Out of space: when a segment cannot be created for lack of space (ENOSPC while
+//! preallocating), nothing has been written to it, so the log is not poisoned.
+//! - The next segment is normally prepared in the background long before it is needed. If
+//!   that runs out of space, an append that would cross into it is refused as disk full
+//!   (nothing appended), and the preparation is retried (a refused put, at most every
+//!   `PREPARE_RETRY_MS`; a retention pass).
+//! - If records were appended for a segment before its creation failed, the flusher keeps the
+//!   batches it could not write (in order, still readable from the tail cache, their tickets
+//!   unresolved) and `is_out_of_space` is set: the store refuses puts as disk full until the
+//!   flusher has created the segment and written them. It retries when woken (a refused put,
+//!   a retention pass). At shutdown a last failed retry poisons the log (those records cannot
+//!   be made durable).
 
 mod group_commit;
 pub(crate) mod segment;
@@ -25,7 +38,7 @@ use std::task::Waker;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use group_commit::DurabilityTicket;
-pub(crate) use group_commit::{run_flusher, segment_file};
+pub(crate) use group_commit::{retry_next_segment, run_flusher, segment_file};
 pub(crate) use segment::Segment;
 use tail_cache::TailCache;
 
@@ -108,6 +121,22 @@ pub(crate) struct LogState {
     pub(crate) min_offset: u64,
 }
 
+/// Whether appending records of `sizes` would start a segment whose file does not exist.
+fn crosses_into_missing(st: &LogState, sizes: &[usize], seg_size: u64) -> bool {
+    let mut offset = st.write_offset;
+    for &size in sizes {
+        let seg_base = offset - offset % seg_size;
+        if size as u64 + BLANK_SIZE_BYTES > seg_base + seg_size - offset {
+            offset = seg_base + seg_size;
+            if !st.segments.contains_key(&offset) {
+                return true;
+            }
+        }
+        offset += size as u64;
+    }
+    false
+}
+
 /// The shard's commitlog.
 pub(crate) struct CommitLog {
     pub(crate) cfg: CommitLogConfig,
@@ -117,6 +146,12 @@ pub(crate) struct CommitLog {
     written: Cell<u64>,
     buffered_bytes: Cell<usize>,
     poisoned: Cell<bool>,
+    /// The flusher holds batches for a segment it could not create (no space).
+    out_of_space: Cell<bool>,
+    /// No background segment preparation before this time (ms) after one ran out of space.
+    pub(crate) prepare_not_before_ms: Cell<i64>,
+    /// The last background preparation of the next segment ran out of space.
+    pub(crate) is_next_segment_short_of_space: Cell<bool>,
     pub(crate) stop_requested: Cell<bool>,
     pub(crate) flusher_wake: Signal,
     pub(crate) prepared: Signal,
@@ -156,6 +191,9 @@ impl CommitLog {
             written: Cell::new(end),
             buffered_bytes: Cell::new(0),
             poisoned: Cell::new(false),
+            out_of_space: Cell::new(false),
+            prepare_not_before_ms: Cell::new(i64::MIN),
+            is_next_segment_short_of_space: Cell::new(false),
             stop_requested: Cell::new(false),
             flusher_wake: Signal::default(),
             prepared: Signal::default(),
@@ -190,6 +228,33 @@ impl CommitLog {
         self.poisoned.get()
     }
 
+    /// Whether the flusher is waiting for space to create a segment (puts are refused).
+    pub(crate) fn is_out_of_space(&self) -> bool {
+        self.out_of_space.get()
+    }
+
+    /// Sets or clears the out-of-space state (logged on change).
+    pub(crate) fn set_out_of_space(&self, is_out: bool, why: &dyn std::fmt::Display) {
+        if self.out_of_space.replace(is_out) != is_out {
+            if is_out {
+                log::warn!("commitlog out of space, refusing writes until a retry succeeds: {why}");
+            } else {
+                log::info!(
+                    "commitlog segment created after running out of space: accepting writes"
+                );
+            }
+        }
+    }
+
+    /// Wakes the flusher to retry creating a segment, if it is waiting for space.
+    /// Also lifts the pause of background segment preparation after a failed one.
+    pub(crate) fn retry_when_out_of_space(&self) {
+        self.prepare_not_before_ms.set(i64::MIN);
+        if self.out_of_space.get() {
+            self.flusher_wake.notify();
+        }
+    }
+
     /// Marks the log poisoned (once, logged) and fails every waiting ticket.
     pub(crate) fn poison(&self, why: &dyn std::fmt::Display) {
         if !self.poisoned.replace(true) {
@@ -217,6 +282,9 @@ impl CommitLog {
         }
         let seg_size = self.cfg.segment_size_bytes;
         let mut st = self.state.borrow_mut();
+        if self.is_next_segment_short_of_space.get() && crosses_into_missing(&st, sizes, seg_size) {
+            return Err(PutError::DiskFull);
+        }
         let mut offsets = Vec::with_capacity(sizes.len());
         let mut added = 0usize;
         for (i, &size) in sizes.iter().enumerate() {

@@ -31,7 +31,7 @@ pub(crate) async fn open(disk: &dyn Disk, dir: &Path, base: u64) -> Result<Segme
 }
 
 /// Creates (or recreates) a segment: its directory entry made durable, preallocated and
-/// zero-filled, then synced.
+/// zero-filled, then synced. On failure the file is removed again.
 pub(crate) async fn create(
     disk: &dyn Disk,
     dir: &Path,
@@ -40,9 +40,27 @@ pub(crate) async fn create(
 ) -> Result<Segment, IoError> {
     let path = numbered_path(dir, base);
     let file = open_durable(disk, &path).await?;
-    file.preallocate(size, Preallocation::ZeroFill).await?;
-    file.sync().await?;
+    let prepared = match file.preallocate(size, Preallocation::ZeroFill).await {
+        Ok(()) => file.sync().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = prepared {
+        // Nothing was written to it: remove it, so that blocks allocated before the failure
+        // (ENOSPC part way) are given back. A crash before this leaves a short last segment,
+        // which recovery removes.
+        drop(file);
+        if let Err(r) = disk.remove(&path) {
+            log::warn!("removing unprepared segment: {r}");
+        }
+        return Err(e);
+    }
     Ok(Segment { base, path, file })
+}
+
+/// Whether `e` says the filesystem is out of space (ENOSPC).
+pub(crate) fn is_no_space(e: &IoError) -> bool {
+    e.source.raw_os_error() == Some(libc::ENOSPC)
+        || e.source.kind() == std::io::ErrorKind::StorageFull
 }
 
 #[cfg(test)]

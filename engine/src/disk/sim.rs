@@ -13,12 +13,17 @@
 //! always survive. Removals and size changes are applied durably at once (not simulated; the
 //! engine never renames, so there is no rename). Every read, write and sync yields once to the
 //! executor first, so other tasks (producers, a crash) interleave with I/O as on a real disk.
+//!
+//! Space: `space` counts every file's size, plus removed files that a live handle still holds
+//! open (as a real filesystem frees an unlinked inode only at its last close; a crash or a
+//! killed process closes them all), plus `set_extra_used_bytes`. Growing a file past the
+//! capacity (`preallocate`, or a write past its end) fails with ENOSPC and changes nothing.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 
 use super::{Disk, DiskFile, DiskSpace, LocalBoxFuture, Preallocation};
@@ -65,6 +70,8 @@ struct SimState {
     dirs: BTreeSet<PathBuf>,
     /// Files and directories created since their parent directory was last synced.
     unsynced_entries: BTreeSet<PathBuf>,
+    /// Removed files, still taking space while a handle of this generation holds them.
+    removed_open: Vec<Weak<RefCell<FileData>>>,
 }
 
 struct SimInner {
@@ -150,6 +157,7 @@ impl SimDisk {
                     files: HashMap::new(),
                     dirs: BTreeSet::new(),
                     unsynced_entries: BTreeSet::new(),
+                    removed_open: Vec::new(),
                 }),
                 generation: Cell::new(0),
                 capacity_bytes: Cell::new(capacity_bytes),
@@ -254,6 +262,7 @@ impl SimDisk {
     /// is kept, dropped or torn; old handles die.
     pub fn crash(&self, rng: &mut SimRng) -> CrashReport {
         self.inner.generation.set(self.inner.generation.get() + 1);
+        self.inner.state.borrow_mut().removed_open.clear();
         let mut report = CrashReport::default();
         self.crash_entries(rng, &mut report);
         let state = self.inner.state.borrow();
@@ -301,6 +310,7 @@ impl SimDisk {
     /// (until a later `sync`, `sync_dir` or `crash`).
     pub fn kill_process(&self) {
         self.inner.generation.set(self.inner.generation.get() + 1);
+        self.inner.state.borrow_mut().removed_open.clear();
     }
 
     /// Keeps or drops each unsynced entry, parents before children (sorted paths).
@@ -344,6 +354,41 @@ impl SimDisk {
                 }
             }
         }
+    }
+}
+
+impl SimInner {
+    /// Bytes taken on the disk: files, removed files still open, and the pretended extra.
+    fn used_bytes(&self) -> u64 {
+        let state = self.state.borrow();
+        let files: u64 = state
+            .files
+            .values()
+            .map(|f| f.borrow().volatile.len() as u64)
+            .sum();
+        let removed_open: u64 = state
+            .removed_open
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|f| f.borrow().volatile.len() as u64)
+            .sum();
+        files + removed_open + self.extra_used_bytes.get()
+    }
+
+    /// ENOSPC if growing a file from `len` to `new_len` bytes does not fit.
+    fn check_room(
+        &self,
+        op: &'static str,
+        path: &Path,
+        len: u64,
+        new_len: u64,
+    ) -> Result<(), IoError> {
+        let growth = new_len.saturating_sub(len);
+        if growth > 0 && self.used_bytes() + growth > self.capacity_bytes.get() {
+            let e = io::Error::from_raw_os_error(libc::ENOSPC);
+            return Err(IoError::new(op, path, len, e));
+        }
+        Ok(())
     }
 }
 
@@ -404,6 +449,9 @@ impl DiskFile for SimFile {
             }
             let len = data.len().div_ceil(SECTOR) * SECTOR;
             let start = pos as usize;
+            let size = self.data.borrow().volatile.len() as u64;
+            self.disk
+                .check_room("write", &self.path, size, (start + len) as u64)?;
             let mut f = self.data.borrow_mut();
             if f.volatile.len() < start + len {
                 Self::resize(&mut f, start + len);
@@ -475,6 +523,8 @@ impl DiskFile for SimFile {
     ) -> LocalBoxFuture<'_, Result<(), IoError>> {
         Box::pin(async move {
             self.check_alive("fallocate", 0)?;
+            let len = self.data.borrow().volatile.len() as u64;
+            self.disk.check_room("fallocate", &self.path, len, size)?;
             let mut f = self.data.borrow_mut();
             if (f.volatile.len() as u64) < size {
                 Self::resize(&mut f, size as usize);
@@ -486,6 +536,8 @@ impl DiskFile for SimFile {
     fn truncate(&self, size: u64) -> LocalBoxFuture<'_, Result<(), IoError>> {
         Box::pin(async move {
             self.check_alive("truncate", size)?;
+            let len = self.data.borrow().volatile.len() as u64;
+            self.disk.check_room("truncate", &self.path, len, size)?;
             let mut f = self.data.borrow_mut();
             Self::resize(&mut f, size as usize);
             let last = (size as usize).div_ceil(SECTOR);
@@ -523,7 +575,11 @@ impl Disk for SimDisk {
         let mut state = self.inner.state.borrow_mut();
         state.unsynced_entries.remove(path);
         match state.files.remove(path) {
-            Some(_) => Ok(()),
+            Some(f) => {
+                state.removed_open.retain(|w| w.strong_count() > 0);
+                state.removed_open.push(Rc::downgrade(&f));
+                Ok(())
+            }
             None => Err(IoError::new(
                 "remove",
                 path,
@@ -559,20 +615,23 @@ impl Disk for SimDisk {
 
     fn remove_dir_all(&self, path: &Path) -> Result<(), IoError> {
         let mut state = self.inner.state.borrow_mut();
-        state.files.retain(|p, _| !p.starts_with(path));
+        let state = &mut *state;
+        let removed_open = &mut state.removed_open;
+        state.files.retain(|p, f| {
+            let keep = !p.starts_with(path);
+            if !keep {
+                removed_open.push(Rc::downgrade(f));
+            }
+            keep
+        });
         state.dirs.retain(|p| !p.starts_with(path));
         state.unsynced_entries.retain(|p| !p.starts_with(path));
+        state.removed_open.retain(|w| w.strong_count() > 0);
         Ok(())
     }
 
     fn space(&self, _path: &Path) -> Result<DiskSpace, IoError> {
-        let state = self.inner.state.borrow();
-        let used: u64 = state
-            .files
-            .values()
-            .map(|f| f.borrow().volatile.len() as u64)
-            .sum();
-        let used = used + self.inner.extra_used_bytes.get();
+        let used = self.inner.used_bytes();
         let total = self.inner.capacity_bytes.get();
         let free = total.saturating_sub(used);
         Ok(DiskSpace {
