@@ -10,7 +10,11 @@
 //! - both files are valid JSON right after the kill (written through a temp file and a
 //!   rename), and the broker opens them again; also when the kill lands in the middle of an
 //!   offsets write (the test watches the directory and kills at the first sign of one);
-//! - offsets committed just before a SIGTERM are written by the shutdown itself.
+//! - offsets committed just before a SIGTERM are written by the shutdown itself;
+//! - a topic auto-created on one shard is in every other shard's `topics.json` once the
+//!   creating send is answered (each shard writes it before it re-registers, and the send
+//!   waits for the route to list every shard), so a SIGKILL right after the answer keeps the
+//!   topic's queues on every shard.
 
 mod common;
 
@@ -37,6 +41,42 @@ fn persisted_if_complete(broker: &Broker, want: &Offsets) -> Result<Option<serde
         table[format!("{topic}@{group}")][queue.to_string()].as_i64() == Some(*offset)
     });
     Ok(complete.then_some(file))
+}
+
+/// A send that auto-creates a topic on shard 0 of two, then SIGKILL at once: after the restart
+/// the nameserver's route of the topic still lists both shards, read from each shard's own
+/// `topics.json` (the other shard learned the topic from shard 0, not from a client).
+#[test]
+fn auto_created_topic_survives_sigkill_on_every_shard() -> Result<()> {
+    let mut broker = Broker::start_sharded(2)?;
+    let mut c = broker.client()?;
+    for i in 0..5 {
+        let topic = format!("MetaSpread{i}");
+        assert_success(&c.send_message(&topic, 0, b"x", "")?);
+        sigkill(&broker)?;
+        for shard in 0..2 {
+            let path = broker
+                .store_dir
+                .join(format!("shard-{shard}"))
+                .join("config")
+                .join("topics.json");
+            let file = read_json(&path)?;
+            assert!(
+                file["topicConfigTable"][&topic].is_object(),
+                "round {i}: shard {shard}'s topics.json lacks {topic} right after the \
+                 creating send was answered: {file}"
+            );
+        }
+        broker.crash_restart()?;
+        let names = route_broker_names(broker.namesrv_addr(), &topic)?;
+        assert_eq!(
+            names,
+            ["test-broker_0", "test-broker_1"],
+            "round {i}: the route of {topic} after the restart"
+        );
+        c = broker.client()?;
+    }
+    Ok(())
 }
 
 /// Topics created and updated through the admin request and a send, and offsets committed and

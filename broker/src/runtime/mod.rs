@@ -374,7 +374,10 @@ async fn run_shard_wired(w: ShardWiring, config: Arc<BrokerConfig>) -> Result<()
         let (apply_to, stop) = (shard.clone(), stop.clone());
         glommio::spawn_local(control::run_receiver(
             mailbox,
-            move |msg| apply_to.apply_control(msg),
+            move |msg| {
+                let shard = apply_to.clone();
+                async move { shard.apply_control(msg).await }
+            },
             move || stop.stop(),
         ))
     };

@@ -7,7 +7,7 @@
 //! outbox; a forwarder task sends it to every other shard's [`Mailbox`] (waiting while a
 //! mailbox is full, so nothing is dropped while the outbox has room); the receiver task sleeps
 //! on the shard's own mailbox, which wakes it as soon as a message lands (`crate::mailbox`: a
-//! real wake-up, no polling tick), and calls `shard.apply_control(msg)` for each one.
+//! real wake-up, no polling tick), and awaits `shard.apply_control(msg)` for each one, in order.
 
 use std::rc::Rc;
 use std::sync::mpsc::TrySendError;
@@ -143,14 +143,15 @@ pub async fn run_forwarder(outbox: LocalReceiver<ControlMessage>, peers: Vec<(u1
 /// Apply every control message that reaches this shard's mailbox, sleeping on the mailbox in
 /// between, until [`ShardCommand::Stop`] arrives (then `stop()` is called) or every sender is
 /// gone.
-pub async fn run_receiver<F, S>(mut mailbox: BoundMailbox<ShardCommand>, apply: F, stop: S)
+pub async fn run_receiver<F, Fut, S>(mut mailbox: BoundMailbox<ShardCommand>, apply: F, stop: S)
 where
-    F: Fn(ControlMessage),
+    F: Fn(ControlMessage) -> Fut,
+    Fut: std::future::Future<Output = ()>,
     S: Fn(),
 {
     while let Some(cmd) = mailbox.recv().await {
         match cmd {
-            ShardCommand::Control(msg) => apply(msg),
+            ShardCommand::Control(msg) => apply(msg).await,
             ShardCommand::Stop => {
                 stop();
                 return;

@@ -177,25 +177,46 @@ impl Shard {
         Bytes::from(self.topics.wrapper_json())
     }
 
-    /// A control message from another shard.
-    pub fn apply_control(&self, msg: ControlMessage) {
-        match msg {
+    /// A control message from another shard. A topic change is written to topics.json before
+    /// this shard re-registers: a route that lists this shard for a new topic (what an
+    /// auto-creating send waits for before it answers) is one that survives a crash here.
+    pub async fn apply_control(&self, msg: ControlMessage) {
+        let is_changed = match msg {
             ControlMessage::TopicUpserted(config) => {
                 let name = config.topic_name.clone();
                 match self.topics.upsert(config, now_ms()) {
-                    Ok(Upsert::Unchanged) => {}
-                    Ok(_) => {
-                        self.is_topics_dirty.set(true);
-                        self.ctx.control.request_register();
+                    Ok(Upsert::Unchanged) => false,
+                    Ok(_) => true,
+                    Err(e) => {
+                        log::warn!("shard {}: topic {name} not applied: {e}", self.id());
+                        false
                     }
-                    Err(e) => log::warn!("shard {}: topic {name} not applied: {e}", self.id()),
                 }
             }
-            ControlMessage::TopicDeleted(name) => {
-                if self.delete_topic_locally(&name) {
-                    self.ctx.control.request_register();
-                }
-            }
+            ControlMessage::TopicDeleted(name) => self.delete_topic_locally(&name),
+        };
+        if !is_changed {
+            return;
+        }
+        self.persist_topics_or_retry().await;
+        self.ctx.control.request_register();
+    }
+
+    /// Writes topics.json now, one metadata writer at a time (so an older snapshot never lands
+    /// after a newer one); on failure housekeeping retries.
+    async fn persist_topics_or_retry(&self) {
+        let written = match self.persist_gate.acquire_permit(1).await {
+            Ok(_permit) => self.topics.persist().await,
+            Err(_) => Err(BrokerError::ServiceNotAvailable(
+                "the shard is stopping".to_string(),
+            )),
+        };
+        if let Err(e) = written {
+            self.is_topics_dirty.set(true);
+            log::warn!(
+                "shard {}: topics.json not written, will retry: {e}",
+                self.id()
+            );
         }
     }
 
@@ -316,13 +337,7 @@ impl Shard {
         if outcome == Upsert::Unchanged {
             return Ok(outcome);
         }
-        if let Err(e) = self.topics.persist().await {
-            self.is_topics_dirty.set(true);
-            log::warn!(
-                "shard {}: topics.json not written, will retry: {e}",
-                self.id()
-            );
-        }
+        self.persist_topics_or_retry().await;
         if announce == Announce::AllShards {
             self.ctx
                 .control
@@ -362,7 +377,7 @@ impl Shard {
     pub async fn delete_topic(&self, topic: &str) -> Result<bool, BrokerError> {
         let existed = self.delete_topic_locally(topic);
         if existed {
-            self.topics.persist().await?;
+            self.persist_topics_or_retry().await;
             self.ctx
                 .control
                 .broadcast(ControlMessage::TopicDeleted(topic.to_string()));
