@@ -29,6 +29,8 @@
 pub mod client;
 pub mod codec;
 pub mod consume;
+pub mod e2e;
+pub mod failure;
 pub mod floor;
 pub mod idle;
 pub mod petrel;

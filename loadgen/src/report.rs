@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::consume::ConsumeResult;
+use crate::e2e::E2eResult;
 use crate::floor::FloorResult;
 use crate::produce::ProduceResult;
 use crate::stats::{LatencySummary, CLAIM_SHARE_UNDER_1MS};
@@ -80,7 +80,7 @@ pub struct RunEntry {
     /// SYNC_FLUSH / ASYNC_FLUSH as reported by the broker or given by flag, else "unknown".
     pub flush_mode: String,
     pub produce: ProduceResult,
-    pub consume: Option<ConsumeResult>,
+    pub consume: Option<E2eResult>,
     pub ratios: Option<Ratios>,
 }
 
@@ -151,7 +151,7 @@ impl Report {
         name: &str,
         flush_mode: &str,
         produce: ProduceResult,
-        consume: Option<ConsumeResult>,
+        consume: Option<E2eResult>,
     ) {
         let ratios = self.floor.as_ref().map(|f| Ratios::of(&produce.latency, f));
         self.runs.push(RunEntry {
@@ -259,7 +259,10 @@ impl Report {
             "Latency is measured open loop: from each request's *intended* send time on a fixed-rate \
              schedule to its response, so a stall is charged to every request it delays. All times in µs. \
              \"<1 ms\" is the share of all measured sends answered SUCCESS in under 1 ms (errors and \
-             timeouts count against it); RocketMQ's claim is {:.1}%.\n",
+             timeouts count against it); RocketMQ's claim is {:.1}%. Every failure (an error reply, \
+             no reply, a closed connection, a request that could not be sent) is in the latency \
+             histogram at the run's deadline (the window's end plus the drain timeout), and is \
+             counted by kind in \"errors\".\n",
             CLAIM_SHARE_UNDER_1MS * 100.0
         );
         for s in svgs {
@@ -392,11 +395,12 @@ impl Report {
                     if let Some(c) = &r.consume {
                         let _ = writeln!(
                             m,
-                            "\n{}: {} queues, {} messages received, {} acknowledged; pull errors: {}",
+                            "\n{}: {} queues; {}; undelivered messages of the window are in the \
+                             histogram at the deadline, {:.0} s after the window; pull errors: {}",
                             r.name,
                             c.queues,
-                            c.received,
-                            r.produce.messages_ok,
+                            c.verdict(),
+                            c.deadline_after_window_s,
                             errors_text(&c.pull_errors)
                         );
                     }

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use crate::client::Client;
 use crate::codec::{self, SendCode, SendHeader};
 use crate::consume::{self, ConsumeConfig};
+use crate::e2e::{self, E2eResult};
 use crate::floor::{self, FloorConfig, FloorResult};
 use crate::petrel::{self, FlushDiskType, PetrelOptions, PetrelProcess};
 use crate::produce::{self, ProduceConfig, ProduceResult};
@@ -23,6 +24,9 @@ use crate::sweep::{self, SweepConfig};
 const SEGMENT_SIZE_BYTES: u64 = 256 << 20;
 /// A fresh broker may take this long to answer its first send.
 const PRIME_TIMEOUT: Duration = Duration::from_secs(60);
+/// End to end: how long after the producer's deadline the consumers may take to receive
+/// every acknowledged message. What has not arrived by then is undelivered.
+const E2E_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct SuiteOptions {
@@ -200,9 +204,8 @@ fn run_in(
         let (p, consumed) = run_e2e(&base(e2e_rate), &targets, 8, 64)?;
         print_run_line(&p);
         eprintln!(
-            "    e2e: received {} / {} acknowledged, p50 {} p99 {} p99.9 {} µs",
-            consumed.received,
-            p.messages_ok,
+            "    e2e {}; p50 {} p99 {} p99.9 {} µs",
+            consumed.verdict(),
             report::us(consumed.e2e_latency.p50_us),
             report::us(consumed.e2e_latency.p99_us),
             report::us(consumed.e2e_latency.p99_9_us)
@@ -364,29 +367,41 @@ pub fn print_floor(f: &FloorResult) {
     );
 }
 
-/// Starts consumers on every queue, produces, waits for the messages to arrive.
+/// Starts consumers on every queue, produces, waits for the acknowledged messages to arrive
+/// (until [`E2E_GRACE`] after the producer's deadline) and judges the receipts (see
+/// [`crate::e2e`]): a shortfall shows in the result, and the caller fails the run on it.
 pub fn run_e2e(
     base: &ProduceConfig,
     targets: &[Target],
     connections: usize,
     max_in_flight: usize,
-) -> Result<(ProduceResult, consume::ConsumeResult)> {
+) -> Result<(ProduceResult, E2eResult)> {
+    let _ = crate::schedule::epoch();
     let mut cfg = base.clone();
     cfg.connections = connections;
     cfg.max_in_flight = max_in_flight;
-    let start = Instant::now() + Duration::from_millis(300);
+    cfg.record_acked = true;
     let consume_cfg = ConsumeConfig {
         topic: cfg.topic.clone(),
         consumer_group: "loadgen_e2e".into(),
         run_id: cfg.run_id,
-        late_threshold: cfg.late_threshold,
-        measure_start: start + cfg.warmup,
-        measure_end: start + cfg.warmup + cfg.duration,
     };
     let consumers = consume::start(targets, &consume_cfg)?;
-    let p = produce::run_at(&cfg, targets, start.max(Instant::now()))?;
-    consumers.wait_for(p.messages_ok, Duration::from_secs(10));
-    Ok((p, consumers.stop()))
+    let start = Instant::now() + Duration::from_millis(300);
+    let window_end = start + cfg.warmup + cfg.duration;
+    let deadline = window_end + cfg.drain_timeout + E2E_GRACE;
+    let mut p = produce::run_at(&cfg, targets, start)?;
+    consumers.wait_until(p.messages_ok, deadline);
+    let receipts = consumers.stop();
+    let acked = std::mem::take(&mut p.acked);
+    let judged = e2e::judge(
+        &acked,
+        receipts,
+        crate::schedule::epoch_ns(deadline),
+        deadline - window_end,
+        cfg.late_threshold,
+    );
+    Ok((p, judged))
 }
 
 fn find<'a>(report: &'a Report, prefix: &str) -> Option<&'a crate::report::RunEntry> {
@@ -396,6 +411,15 @@ fn find<'a>(report: &'a Report, prefix: &str) -> Option<&'a crate::report::RunEn
 /// The performance targets, judged as ratios to this run's floors.
 fn checks(report: &Report) -> Vec<Check> {
     let mut out = Vec::new();
+    for r in &report.runs {
+        if let Some(c) = &r.consume {
+            out.push(Check {
+                target: format!("{}: every acknowledged message received", r.name),
+                measured: c.verdict(),
+                pass: c.complete(),
+            });
+        }
+    }
     let Some(floor) = &report.floor else {
         return out;
     };
