@@ -185,12 +185,10 @@ fn a_closed_connection_charges_its_pending_and_unsent_requests() {
     assert_all_charged(&r);
     let closed = r.errors.get("CONNECTION_CLOSED").copied().unwrap_or(0);
     let not_sent = r.errors.get("NOT_SENT").copied().unwrap_or(0);
-    assert!(
-        not_sent > 100,
-        "the schedule's remaining sends count as NOT_SENT: {:?}",
-        r.errors
-    );
+    // 50 warm-up and 150 measured sends were answered; the window's other 350 failed, as
+    // CONNECTION_CLOSED if written before the close was seen, NOT_SENT after.
     assert_eq!(closed + not_sent, r.error_count(), "{:?}", r.errors);
+    assert!(closed + not_sent >= 300, "{:?}", r.errors);
     assert!(
         r.latency.p50_us >= DRAIN.as_secs_f64() * 1e6,
         "most of the window failed, so p50 is a failure: {} µs",
@@ -207,6 +205,8 @@ fn unanswered_requests_time_out_at_the_deadline() {
     let not_sent = r.errors.get("NOT_SENT").copied().unwrap_or(0);
     assert_eq!(timeouts + not_sent, r.sends_measured, "{:?}", r.errors);
     assert!(timeouts > 0, "the requests in flight time out");
+    // The sender stops at 64 in flight; the schedule's other sends are never written.
+    assert!(not_sent >= 400, "{:?}", r.errors);
     // Charged at deadline − intended: at least the drain timeout, at most drain + window.
     assert!(r.latency.min_us >= DRAIN.as_secs_f64() * 1e6 * 0.99);
     assert!(r.latency.max_us <= (DRAIN.as_secs_f64() + 1.0) * 1e6 * 1.01);
