@@ -17,7 +17,9 @@
 //! - [`route`]: routes from the nameserver (GET_ROUTEINFO_BY_TOPIC), topic creation,
 //!   and the list of (broker address, queue ids) targets sends go to.
 //! - [`produce`]: the open-loop producer: a sender and a reader thread per connection.
-//! - [`consume`]: long-polling PULL consumers for the end-to-end mode.
+//! - [`failure`]: how a failed request is charged (in the histogram, at the run's deadline).
+//! - [`consume`]: long-polling PULL consumers for the end-to-end mode, and [`e2e`]: matching
+//!   their receipts with the acknowledged sends (received == acknowledged).
 //! - [`floor`]: 4 KiB O_DIRECT write + fdatasync latency, and the loopback TCP round trip.
 //! - [`stats`]: latency recorders over a `histogram::Histogram` and their summaries.
 //! - [`report`] and [`svg`]: JSON, markdown, and the percentile-distribution plot.
