@@ -369,7 +369,8 @@ fn prepare(a: &LoadArgs, title: &str) -> Result<(Vec<Target>, String, Report)> {
         fc.loopback_samples = 10_000;
         let f = floor::run(&fc)?;
         suite::print_floor(&f);
-        report.floor = Some(f);
+        report.floor = Some(f.clone());
+        report.add_floor_window("start", f);
     }
     Ok((targets, flush, report))
 }
@@ -409,6 +410,15 @@ fn run_produce(a: &LoadArgs, e2e: bool) -> Result<()> {
         let p = produce::run(&cfg, &targets)?;
         suite::print_run_line(&p);
         report.push_run(&name, &flush, p, None);
+    }
+    if a.floor_dir != "none" {
+        // A second floor window, so the run is between two and the floors' drift shows.
+        let mut fc = FloorConfig::new(Path::new(&a.floor_dir));
+        fc.disk_samples = 1000;
+        fc.loopback_samples = 10_000;
+        let f = floor::run(&fc)?;
+        suite::print_floor(&f);
+        report.add_floor_window(&name, f);
     }
     finish(&report, &out_dir(a, mode))?;
     if let Some(v) = shortfall {

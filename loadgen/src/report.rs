@@ -15,6 +15,7 @@ use crate::produce::ProduceResult;
 use crate::stats::{LatencySummary, CLAIM_SHARE_UNDER_1MS};
 use crate::svg;
 use crate::sweep::SweepResult;
+use crate::windows::{self, FloorWindow};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -25,6 +26,8 @@ pub struct Report {
     pub host: HostInfo,
     pub broker: BrokerInfo,
     pub floor: Option<FloorResult>,
+    /// The floors measured again between runs (the first is `floor`).
+    pub floor_windows: Vec<FloorWindow>,
     pub runs: Vec<RunEntry>,
     pub sweeps: Vec<SweepResult>,
     /// Pass/fail against the targets (standard suite only).
@@ -82,6 +85,10 @@ pub struct RunEntry {
     pub produce: ProduceResult,
     pub consume: Option<E2eResult>,
     pub ratios: Option<Ratios>,
+    /// The floor windows before and after this run, which `ratios` are to (else `floor`).
+    pub floor_windows: Option<[usize; 2]>,
+    #[serde(skip)]
+    floor_before: Option<usize>,
 }
 
 /// A run's latency divided by the floors of the same report.
@@ -138,6 +145,7 @@ impl Report {
             host: HostInfo::detect(),
             broker,
             floor: None,
+            floor_windows: Vec::new(),
             runs: Vec::new(),
             sweeps: Vec::new(),
             checks: Vec::new(),
@@ -160,7 +168,41 @@ impl Report {
             produce,
             consume,
             ratios,
+            floor_windows: None,
+            floor_before: self.floor_windows.len().checked_sub(1),
         });
+    }
+
+    /// Adds floors measured after the runs pushed so far. The runs since the previous window
+    /// get their ratios to the two windows around them.
+    pub fn add_floor_window(&mut self, after: &str, floor: FloorResult) {
+        let i = self.floor_windows.len();
+        self.floor_windows.push(FloorWindow {
+            after: after.to_string(),
+            floor,
+        });
+        let Some(before) = i.checked_sub(1) else {
+            return;
+        };
+        let merged = self.floor_windows[before]
+            .floor
+            .merged(&self.floor_windows[i].floor);
+        for r in &mut self.runs {
+            if r.floor_before == Some(before) && r.floor_windows.is_none() {
+                r.ratios = Some(Ratios::of(&r.produce.latency, &merged));
+                r.floor_windows = Some([before, i]);
+            }
+        }
+    }
+
+    /// The floors a run is judged against: its two adjacent windows together, else `floor`.
+    pub fn adjacent_floor(&self, run: &RunEntry) -> Option<FloorResult> {
+        if let Some([a, b]) = run.floor_windows {
+            if let (Some(x), Some(y)) = (self.floor_windows.get(a), self.floor_windows.get(b)) {
+                return Some(x.floor.merged(&y.floor));
+            }
+        }
+        self.floor.clone()
     }
 
     /// Writes `<stem>.json`, `<stem>.md` and the SVG plots into `dir`.
@@ -275,7 +317,10 @@ impl Report {
                 let _ = writeln!(
                     m,
                     "{}",
-                    latency_row("4 KiB O_DIRECT write + fdatasync (pre-written file)", d)
+                    latency_row(
+                        "4 KiB O_DIRECT write + fdatasync (one page rewritten in place)",
+                        d
+                    )
                 );
             }
             let _ = writeln!(
@@ -287,6 +332,9 @@ impl Report {
                 let _ = writeln!(m, "\nDisk floor could not run: {e}");
             }
             m.push('\n');
+        }
+        if self.floor_windows.len() > 1 {
+            m.push_str(&windows::markdown(&self.floor_windows));
         }
         if !self.runs.is_empty() {
             let _ = writeln!(m, "## Runs\n");
@@ -336,15 +384,17 @@ impl Report {
                 let _ = writeln!(m, "### Ratios to the floors\n");
                 let _ = writeln!(
                     m,
-                    "| run | p50 / disk p50 | p99 / disk p99 | p99.9 / disk p99.9 | p50 − (disk + loopback p50) µs | p50 / loopback p50 | p99 / loopback p99 | p99.9 / loopback p99.9 |"
+                    "| run | floor windows | p50 / disk p50 | p99 / disk p99 | p99.9 / disk p99.9 | p50 − (disk + loopback p50) µs | p50 / loopback p50 | p99 / loopback p99 | p99.9 / loopback p99.9 |"
                 );
-                let _ = writeln!(m, "|---|---|---|---|---|---|---|---|");
+                let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|");
                 for r in &self.runs {
                     if let Some(x) = &r.ratios {
                         let _ = writeln!(
                             m,
-                            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+                            "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
                             r.name,
+                            r.floor_windows
+                                .map_or("first".into(), |[a, b]| format!("{a}, {b}")),
                             opt(x.p50_over_disk_p50),
                             opt(x.p99_over_disk_p99),
                             opt(x.p99_9_over_disk_p99_9),

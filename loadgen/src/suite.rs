@@ -104,7 +104,19 @@ fn run_in(
     }
     let floor = floor::run(&floor_cfg)?;
     print_floor(&floor);
-    report.floor = Some(floor);
+    report.floor = Some(floor.clone());
+    report.add_floor_window("start", floor);
+    // A shorter window after every run (and after the sweep).
+    let mut window_cfg = FloorConfig::new(work);
+    window_cfg.disk_samples = if opts.quick { 100 } else { 200 };
+    window_cfg.loopback_samples = if opts.quick { 1000 } else { 2000 };
+    let window = |report: &mut Report, after: &str| -> Result<()> {
+        let f = floor::run(&window_cfg)?;
+        eprint!("  floor window after {after}:");
+        print_floor(&f);
+        report.add_floor_window(after, f);
+        Ok(())
+    };
 
     let base = |rate: f64| {
         let mut c = ProduceConfig::new(&opts.topic, rate);
@@ -131,18 +143,16 @@ fn run_in(
         let mut one = base(500.0);
         one.connections = 1;
         one.max_in_flight = 16;
-        record(
-            &mut report,
-            "sync 1 producer 500/s",
-            &flush,
-            produce::run(&one, &targets)?,
-        );
+        let name = "sync 1 producer 500/s";
+        record(&mut report, name, &flush, produce::run(&one, &targets)?);
+        window(&mut report, name)?;
         for rate in [10_000.0, 100_000.0] {
             let mut c = base(rate);
             c.connections = 8;
             c.max_in_flight = 32;
             let name = format!("sync 256 in flight {}k/s", rate / 1000.0);
             record(&mut report, &name, &flush, produce::run(&c, &targets)?);
+            window(&mut report, &name)?;
         }
         report
             .notes
@@ -165,12 +175,9 @@ fn run_in(
         let mut one = base(500.0);
         one.connections = 1;
         one.max_in_flight = 16;
-        record(
-            &mut report,
-            "async 1 producer 500/s",
-            &flush,
-            produce::run(&one, &targets)?,
-        );
+        let name = "async 1 producer 500/s";
+        record(&mut report, name, &flush, produce::run(&one, &targets)?);
+        window(&mut report, name)?;
 
         let mut step = base(5000.0);
         step.warmup = Duration::from_millis(500);
@@ -190,15 +197,13 @@ fn run_in(
         // Saturation = the highest throughput any step achieved.
         let half = (sweep.max_achieved_msgs_per_s / 2.0).max(500.0);
         report.sweeps.push(sweep);
+        window(&mut report, "the sweep")?;
         let mut c = base(half);
         c.connections = 8;
         c.max_in_flight = 64;
-        record(
-            &mut report,
-            &format!("async half saturation {:.0}/s", half),
-            &flush,
-            produce::run(&c, &targets)?,
-        );
+        let name = format!("async half saturation {half:.0}/s");
+        record(&mut report, &name, &flush, produce::run(&c, &targets)?);
+        window(&mut report, &name)?;
 
         let e2e_rate = 20_000.0;
         let (p, consumed) = run_e2e(&base(e2e_rate), &targets, 8, 64)?;
@@ -211,6 +216,7 @@ fn run_in(
             report::us(consumed.e2e_latency.p99_9_us)
         );
         report.push_run("async e2e 20k/s", &flush, p, Some(consumed));
+        window(&mut report, "async e2e 20k/s")?;
         report
             .notes
             .push(format!("ASYNC_FLUSH broker stop: {}", broker.stop()?));
@@ -420,11 +426,13 @@ fn checks(report: &Report) -> Vec<Check> {
             });
         }
     }
-    let Some(floor) = &report.floor else {
-        return out;
+    // Each run is judged against the floor windows around it.
+    let with_floor = |prefix: &str| {
+        let r = find(report, prefix)?;
+        Some((r, report.adjacent_floor(r)?))
     };
-    let lo = &floor.loopback;
-    if let (Some(disk), Some(r)) = (&floor.disk, find(report, "sync 1 producer")) {
+    if let Some((r, floor)) = with_floor("sync 1 producer").filter(|(_, f)| f.disk.is_some()) {
+        let (disk, lo) = (floor.disk.unwrap_or_default(), &floor.loopback);
         let l = &r.produce.latency;
         let limit = disk.p50_us + lo.p50_us + 50.0;
         out.push(Check {
@@ -447,7 +455,7 @@ fn checks(report: &Report) -> Vec<Check> {
             pass: l.p99_us <= 1.2 * disk.p99_us,
         });
     }
-    if let (Some(disk), Some(r)) = (&floor.disk, find(report, "sync 256 in flight 100k")) {
+    if let Some((r, Some(disk))) = with_floor("sync 256 in flight 100k").map(|(r, f)| (r, f.disk)) {
         let p = &r.produce;
         out.push(Check {
             target: "SYNC_FLUSH 256 concurrent: ≥ 100k msg/s of 128 B at p99 ≤ 3 × disk p99".into(),
@@ -460,7 +468,8 @@ fn checks(report: &Report) -> Vec<Check> {
             pass: p.achieved_msgs_per_s >= 100_000.0 && p.latency.p99_us <= 3.0 * disk.p99_us,
         });
     }
-    if let Some(r) = find(report, "async half saturation") {
+    if let Some((r, floor)) = with_floor("async half saturation") {
+        let lo = &floor.loopback;
         let p = &r.produce;
         let diff_points = (lo.share_under_1ms - p.share_under_1ms) * 100.0;
         out.push(Check {
@@ -485,7 +494,10 @@ fn checks(report: &Report) -> Vec<Check> {
             pass: p.latency.p99_9_us <= 1.5 * lo.p99_9_us,
         });
     }
-    if let Some(c) = find(report, "async e2e").and_then(|r| r.consume.as_ref()) {
+    if let Some((c, floor)) =
+        with_floor("async e2e").and_then(|(r, f)| Some((r.consume.as_ref()?, f)))
+    {
+        let lo = &floor.loopback;
         let l = &c.e2e_latency;
         out.push(Check {
             target: "e2e ASYNC_FLUSH 20k msg/s: p50 ≤ 3 × loopback p50".into(),
