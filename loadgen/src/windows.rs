@@ -72,3 +72,78 @@ pub fn markdown(windows: &[FloorWindow]) -> String {
     m.push('\n');
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::floor::loopback_only;
+    use crate::produce::{Pacing, ProduceResult};
+    use crate::report::{BrokerInfo, Report};
+    use crate::stats::LatencySummary;
+
+    fn run_with_p50(p50_us: f64) -> ProduceResult {
+        ProduceResult {
+            pacing: Pacing::OpenLoop,
+            rate_per_s: 1.0,
+            duration_s: 1.0,
+            warmup_s: 0.0,
+            connections: 1,
+            max_in_flight: 1,
+            body_size_bytes: 128,
+            batch: 1,
+            targets: Vec::new(),
+            offered_msgs_per_s: 1.0,
+            achieved_msgs_per_s: 1.0,
+            sends_measured: 1,
+            sends_ok: 1,
+            messages_ok: 1,
+            latency: LatencySummary {
+                count: 1,
+                p50_us,
+                ..LatencySummary::default()
+            },
+            deadline_after_window_s: 10.0,
+            service_time: LatencySummary::default(),
+            generator_lag: LatencySummary::default(),
+            sent_late_count: 0,
+            share_under_1ms: 1.0,
+            errors: Default::default(),
+            generator_cpu_cores: 0.0,
+            acked: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_run_is_divided_by_the_two_windows_around_it() {
+        let mut report = Report::new(
+            "t",
+            BrokerInfo {
+                name: "b".into(),
+                endpoint: "e".into(),
+            },
+        );
+        let first = loopback_only(&[100; 10]);
+        report.floor = Some(first.clone());
+        report.add_floor_window("start", first);
+        report.push_run("a", "SYNC_FLUSH", run_with_p50(600.0), None);
+        let before = report.runs[0]
+            .ratios
+            .as_ref()
+            .map(|r| r.p50_over_loopback_p50);
+        assert!((before.unwrap_or(0.0) - 6.0).abs() < 0.1, "{before:?}");
+        assert_eq!(report.runs[0].floor_windows, None);
+
+        // The floor tripled during the run: the window after it counts too.
+        report.add_floor_window("a", loopback_only(&[300; 30]));
+        report.push_run("b", "SYNC_FLUSH", run_with_p50(600.0), None);
+        let a = &report.runs[0];
+        assert_eq!(a.floor_windows, Some([0, 1]));
+        let ratio = a.ratios.as_ref().map_or(0.0, |r| r.p50_over_loopback_p50);
+        assert!((ratio - 2.0).abs() < 0.05, "600 / merged p50 300: {ratio}");
+        assert_eq!(
+            report.runs[1].floor_windows, None,
+            "b has no window after it yet"
+        );
+        let spread = super::markdown(&report.floor_windows);
+        assert!(spread.contains("loopback p50 100–300 µs"), "{spread}");
+    }
+}
