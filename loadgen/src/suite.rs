@@ -112,7 +112,7 @@ fn run_in(
     window_cfg.loopback_samples = if opts.quick { 1000 } else { 2000 };
     let window = |report: &mut Report, after: &str| -> Result<()> {
         let f = floor::run(&window_cfg)?;
-        eprint!("  floor window after {after}:");
+        eprintln!("  floor window after {after}:");
         print_floor(&f);
         report.add_floor_window(after, f);
         Ok(())
