@@ -3,6 +3,8 @@
 //! taken before the producers start. Every loadgen message carries its intended send time
 //! (see `codec::body`), so end-to-end latency is measured from the intended send instant to
 //! the instant its pull response is read — the same clock and origin as the producer's.
+//! The consumers only collect receipts (intended instant, receipt instant) of this run's
+//! messages; [`crate::e2e`] matches them with the acknowledged sends and judges the run.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,7 +19,6 @@ use crate::client::Client;
 use crate::codec::{self, body, response_code};
 use crate::route::{self, Target, CONTROL_TIMEOUT};
 use crate::schedule;
-use crate::stats::{LatencyRecorder, LatencySummary};
 
 /// How long the broker may hold a pull with nothing new (bounds the time to stop).
 const SUSPEND_TIMEOUT_MS: u64 = 2000;
@@ -31,20 +32,21 @@ pub struct ConsumeConfig {
     pub topic: String,
     pub consumer_group: String,
     pub run_id: u64,
-    pub late_threshold: Duration,
-    /// Only messages whose intended send time is in `[measure_start, measure_end)` count.
-    pub measure_start: Instant,
-    pub measure_end: Instant,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct ConsumeResult {
+/// One message of this run as received: (intended send ns, receipt ns), both since
+/// [`schedule::epoch`].
+pub type Receipt = (u64, u64);
+
+/// What the consumers saw, before it is judged against the acknowledged sends.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Receipts {
     pub queues: usize,
-    /// Loadgen messages of this run received (all, warm-up included).
-    pub received: u64,
-    /// Intended send time → received by the consumer, for messages in the window.
-    pub e2e_latency: LatencySummary,
-    /// Pull responses other than SUCCESS / PULL_NOT_FOUND / PULL_RETRY_IMMEDIATELY.
+    /// Every message of this run received (warm-up included, duplicates included).
+    #[serde(skip)]
+    pub receipts: Vec<Receipt>,
+    /// Pull responses other than SUCCESS / PULL_NOT_FOUND / PULL_RETRY_IMMEDIATELY, and
+    /// CONNECTION_ERROR for a pull that failed (that consumer then stops).
     pub pull_errors: BTreeMap<String, u64>,
 }
 
@@ -52,11 +54,10 @@ pub struct Consumers {
     stop: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
     handles: Vec<JoinHandle<ConsumerOut>>,
-    late_threshold: Duration,
 }
 
 struct ConsumerOut {
-    latency: LatencyRecorder,
+    receipts: Vec<Receipt>,
     pull_errors: BTreeMap<String, u64>,
 }
 
@@ -100,7 +101,6 @@ pub fn start(targets: &[Target], cfg: &ConsumeConfig) -> Result<Consumers> {
         stop,
         received,
         handles,
-        late_threshold: cfg.late_threshold,
     })
 }
 
@@ -110,34 +110,32 @@ impl Consumers {
         self.received.load(Ordering::Relaxed)
     }
 
-    /// Waits until `expected` messages arrived or `timeout` passed.
-    pub fn wait_for(&self, expected: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+    /// Waits until `expected` messages arrived or `deadline` passed.
+    pub fn wait_until(&self, expected: u64, deadline: Instant) {
         while self.received() < expected && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 
-    /// Stops every consumer (each returns within one suspend timeout) and merges results.
-    pub fn stop(self) -> ConsumeResult {
+    /// Stops every consumer (each returns within one suspend timeout) and merges receipts.
+    pub fn stop(self) -> Receipts {
         self.stop.store(true, Ordering::Relaxed);
-        let mut latency = LatencyRecorder::new(self.late_threshold);
-        let mut pull_errors = BTreeMap::new();
-        let queues = self.handles.len();
+        let mut out = Receipts {
+            queues: self.handles.len(),
+            ..Receipts::default()
+        };
         for h in self.handles {
-            if let Ok(out) = h.join() {
-                latency.merge(&out.latency);
-                for (k, v) in out.pull_errors {
-                    *pull_errors.entry(k).or_insert(0) += v;
+            match h.join() {
+                Ok(c) => {
+                    out.receipts.extend(c.receipts);
+                    for (k, v) in c.pull_errors {
+                        *out.pull_errors.entry(k).or_insert(0) += v;
+                    }
                 }
+                Err(_) => *out.pull_errors.entry("PANICKED".into()).or_insert(0) += 1,
             }
         }
-        ConsumeResult {
-            queues,
-            received: self.received.load(Ordering::Relaxed),
-            e2e_latency: latency.summary(),
-            pull_errors,
-        }
+        out
     }
 }
 
@@ -153,7 +151,7 @@ struct PullLoop {
 impl PullLoop {
     fn run(mut self) -> ConsumerOut {
         let mut out = ConsumerOut {
-            latency: LatencyRecorder::new(self.cfg.late_threshold),
+            receipts: Vec::new(),
             pull_errors: BTreeMap::new(),
         };
         let sub_version = SystemTime::now()
@@ -180,7 +178,7 @@ impl PullLoop {
                     break;
                 }
             };
-            let now = Instant::now();
+            let now_ns = schedule::epoch_ns(Instant::now());
             let next = response
                 .ext("nextBeginOffset")
                 .and_then(|s| s.parse::<u64>().ok());
@@ -195,10 +193,7 @@ impl PullLoop {
                             continue;
                         }
                         n += 1;
-                        let intended = schedule::from_epoch_ns(ns);
-                        if intended >= self.cfg.measure_start && intended < self.cfg.measure_end {
-                            out.latency.record(now.saturating_duration_since(intended));
-                        }
+                        out.receipts.push((ns, now_ns));
                     }
                     self.received.fetch_add(n, Ordering::Relaxed);
                 }

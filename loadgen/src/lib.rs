@@ -17,8 +17,11 @@
 //! - [`route`]: routes from the nameserver (GET_ROUTEINFO_BY_TOPIC), topic creation,
 //!   and the list of (broker address, queue ids) targets sends go to.
 //! - [`produce`]: the open-loop producer: a sender and a reader thread per connection.
-//! - [`consume`]: long-polling PULL consumers for the end-to-end mode.
-//! - [`floor`]: 4 KiB O_DIRECT write + fdatasync latency, and the loopback TCP round trip.
+//! - [`failure`]: how a failed request is charged (in the histogram, at the run's deadline).
+//! - [`consume`]: long-polling PULL consumers for the end-to-end mode, and [`e2e`]: matching
+//!   their receipts with the acknowledged sends (received == acknowledged).
+//! - [`floor`]: 4 KiB O_DIRECT write + fdatasync latency, and the loopback TCP round trip;
+//!   [`windows`]: the floors measured again between runs, and their spread.
 //! - [`stats`]: latency recorders over a `histogram::Histogram` and their summaries.
 //! - [`report`] and [`svg`]: JSON, markdown, and the percentile-distribution plot.
 //! - [`suite`] and [`petrel`]: the embedded standard suite, which starts a `petrel` child.
@@ -29,6 +32,8 @@
 pub mod client;
 pub mod codec;
 pub mod consume;
+pub mod e2e;
+pub mod failure;
 pub mod floor;
 pub mod idle;
 pub mod petrel;
@@ -40,3 +45,4 @@ pub mod stats;
 pub mod suite;
 pub mod svg;
 pub mod sweep;
+pub mod windows;

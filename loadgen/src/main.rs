@@ -369,7 +369,8 @@ fn prepare(a: &LoadArgs, title: &str) -> Result<(Vec<Target>, String, Report)> {
         fc.loopback_samples = 10_000;
         let f = floor::run(&fc)?;
         suite::print_floor(&f);
-        report.floor = Some(f);
+        report.floor = Some(f.clone());
+        report.add_floor_window("start", f);
     }
     Ok((targets, flush, report))
 }
@@ -396,16 +397,35 @@ fn run_produce(a: &LoadArgs, e2e: bool) -> Result<()> {
     let (targets, flush, mut report) = prepare(a, &format!("loadgen {mode}"))?;
     let cfg = produce_config(a);
     let name = format!("{mode} {:.0}/s", a.rate);
+    let mut shortfall = None;
     if e2e {
         let (p, c) = suite::run_e2e(&cfg, &targets, cfg.connections, cfg.max_in_flight)?;
         suite::print_run_line(&p);
+        eprintln!("    e2e {}", c.verdict());
+        if !c.complete() {
+            shortfall = Some(c.verdict());
+        }
         report.push_run(&name, &flush, p, Some(c));
     } else {
         let p = produce::run(&cfg, &targets)?;
         suite::print_run_line(&p);
         report.push_run(&name, &flush, p, None);
     }
-    finish(&report, &out_dir(a, mode))
+    if a.floor_dir != "none" {
+        // A second floor window, so the run is between two and the floors' drift shows.
+        let mut fc = FloorConfig::new(Path::new(&a.floor_dir));
+        fc.disk_samples = 1000;
+        fc.loopback_samples = 10_000;
+        let f = floor::run(&fc)?;
+        suite::print_floor(&f);
+        report.add_floor_window(&name, f);
+    }
+    finish(&report, &out_dir(a, mode))?;
+    if let Some(v) = shortfall {
+        // The report is written; the exit status says the run lost acknowledged messages.
+        bail!("end to end: {v}");
+    }
+    Ok(())
 }
 
 fn run_sweep(

@@ -11,9 +11,12 @@
 //! - and the sender records generator lag: instant taken − intended instant.
 //!
 //! A request counts in the measurement if its intended instant falls in the window
-//! `[start + warmup, start + warmup + duration)`. Requests still unanswered
-//! `drain_timeout` after the schedule ends are counted as `TIMEOUT` errors and enter the
-//! latency histogram at their lower bound (so a broker that stops answering cannot look fast).
+//! `[start + warmup, start + warmup + duration)`. The run's deadline is the window's end plus
+//! `drain_timeout`. Every measured request enters the latency histogram: a SUCCESS at its
+//! response, and every failure (a non-SUCCESS reply, no reply by the deadline, a closed
+//! connection, a request the schedule owed but could not send) at the deadline, counted by
+//! kind in `errors` as well (see [`crate::failure`]). So `latency.count == sends_measured`
+//! in open loop, and a broker that refuses or drops requests cannot look fast.
 //!
 //! `Pacing::ClosedLoop` exists to show what coordinated omission hides: one request at a
 //! time, the next one no earlier than its slot, latency from the actual send.
@@ -29,6 +32,7 @@ use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 
 use crate::codec::{self, body, response_code, RemotingCommand, SendCode, SendHeader};
+use crate::failure;
 use crate::route::Target;
 use crate::schedule::{self, Schedule};
 use crate::stats::{LatencyRecorder, LatencySummary};
@@ -73,6 +77,9 @@ pub struct ProduceConfig {
     pub spin: Duration,
     /// Carried in every body; the e2e consumer only counts its own run's messages.
     pub run_id: u64,
+    /// Keep the intended send time of every acknowledged send ([`ProduceResult::acked`]), for
+    /// the end-to-end judgement.
+    pub record_acked: bool,
 }
 
 impl ProduceConfig {
@@ -94,6 +101,7 @@ impl ProduceConfig {
             drain_timeout: Duration::from_secs(10),
             spin: Duration::ZERO,
             run_id: 0,
+            record_acked: false,
         }
     }
 
@@ -137,9 +145,13 @@ pub struct ProduceResult {
     pub sends_measured: u64,
     pub sends_ok: u64,
     pub messages_ok: u64,
-    /// Successful (and timed-out) sends, intended time → response.
+    /// Every measured send, intended time → outcome: a SUCCESS at its response, a failure at
+    /// the run's deadline (`deadline_after_window_s` after the window's end).
     pub latency: LatencySummary,
-    /// Actual send → response.
+    /// Seconds from the window's end to the run's deadline (the drain timeout): where failures
+    /// are charged.
+    pub deadline_after_window_s: f64,
+    /// Actual send → SUCCESS response (failures are in `latency` and `errors`).
     pub service_time: LatencySummary,
     /// Actual send − intended send, per send.
     pub generator_lag: LatencySummary,
@@ -147,11 +159,26 @@ pub struct ProduceResult {
     pub sent_late_count: u64,
     /// Successful sends under 1 ms / all measured sends (errors count as not under 1 ms).
     pub share_under_1ms: f64,
-    /// Errors by response code name, plus TIMEOUT, CONNECTION_CLOSED, NOT_SENT.
+    /// Failed measured sends by kind: response code name, or TIMEOUT, CONNECTION_CLOSED,
+    /// NOT_SENT. Each is also in `latency`, at the deadline.
     pub errors: BTreeMap<String, u64>,
     /// CPU time loadgen's whole process used during the run, in CPUs (1.0 = one core busy):
     /// on a small host the generator competes with the broker for the same cores.
     pub generator_cpu_cores: f64,
+    /// Every send answered SUCCESS, warm-up included; filled only with `record_acked`.
+    #[serde(skip)]
+    pub acked: Vec<Acked>,
+}
+
+/// One send answered SUCCESS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Acked {
+    /// Its intended send instant, ns since [`schedule::epoch`] (what its bodies carry).
+    pub intended_ns: u64,
+    /// Messages it carried.
+    pub messages: u32,
+    /// Whether its intended instant is in the measured window.
+    pub measured: bool,
 }
 
 impl ProduceResult {
@@ -175,6 +202,7 @@ pub fn run_at(cfg: &ProduceConfig, targets: &[Target], start: Instant) -> Result
     let window = Window {
         measure_start: start + cfg.warmup,
         measure_end: start + cfg.warmup + cfg.duration,
+        deadline: start + cfg.warmup + cfg.duration + cfg.drain_timeout,
     };
     let connections = cfg.connections.max(targets.len());
     let sends_per_s = cfg.rate_per_s / cfg.batch as f64;
@@ -229,6 +257,8 @@ fn process_cpu_seconds() -> Option<f64> {
 struct Window {
     measure_start: Instant,
     measure_end: Instant,
+    /// Where failures are charged; unanswered requests are given up at it.
+    deadline: Instant,
 }
 
 impl Window {
@@ -279,7 +309,9 @@ struct SenderOut {
     sent_late_count: u64,
     sends_measured: u64,
     offered_messages: u64,
-    not_sent: u64,
+    /// NOT_SENT requests, charged at the deadline.
+    not_sent_latency: LatencyRecorder,
+    errors: BTreeMap<String, u64>,
 }
 
 struct ReaderOut {
@@ -289,6 +321,7 @@ struct ReaderOut {
     messages_ok: u64,
     messages_ok_in_window: u64,
     errors: BTreeMap<String, u64>,
+    acked: Vec<Acked>,
 }
 
 type Handles = (
@@ -304,14 +337,14 @@ impl ConnWorker {
         });
         let read_stream = stream.try_clone().context("clone socket")?;
         let send_end = self.window.measure_end;
-        let drain_deadline = send_end + self.cfg.drain_timeout;
         let reader = {
             let shared = Arc::clone(&shared);
             let late = self.cfg.late_threshold;
             let window = self.window;
+            let record_acked = self.cfg.record_acked;
             std::thread::Builder::new()
                 .name("loadgen-reader".into())
-                .spawn(move || read_loop(read_stream, &shared, late, window, drain_deadline))
+                .spawn(move || read_loop(read_stream, &shared, late, window, record_acked))
                 .context("spawn reader")?
         };
         let sender = std::thread::Builder::new()
@@ -327,7 +360,8 @@ impl ConnWorker {
             sent_late_count: 0,
             sends_measured: 0,
             offered_messages: 0,
-            not_sent: 0,
+            not_sent_latency: LatencyRecorder::new(self.cfg.late_threshold),
+            errors: BTreeMap::new(),
         };
         let closed_loop = self.cfg.pacing == Pacing::ClosedLoop;
         let max_in_flight = if closed_loop {
@@ -438,7 +472,13 @@ impl ConnWorker {
                     break;
                 }
                 if self.window.contains(intended) {
-                    out.not_sent += 1;
+                    failure::charge(
+                        &mut out.not_sent_latency,
+                        &mut out.errors,
+                        failure::NOT_SENT,
+                        intended,
+                        self.window.deadline,
+                    );
                     out.sends_measured += 1;
                     out.offered_messages += batch as u64;
                 }
@@ -476,7 +516,7 @@ fn read_loop(
     shared: &Shared,
     late_threshold: Duration,
     window: Window,
-    drain_deadline: Instant,
+    record_acked: bool,
 ) -> ReaderOut {
     let mut out = ReaderOut {
         latency: LatencyRecorder::new(late_threshold),
@@ -485,6 +525,7 @@ fn read_loop(
         messages_ok: 0,
         messages_ok_in_window: 0,
         errors: BTreeMap::new(),
+        acked: Vec::new(),
     };
     let _ = stream.set_read_timeout(Some(READ_POLL));
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES * 2);
@@ -493,13 +534,13 @@ fn read_loop(
     let mut closed_reason: Option<&'static str> = None;
     loop {
         match stream.read(&mut chunk) {
-            Ok(0) => closed_reason = Some("CONNECTION_CLOSED"),
+            Ok(0) => closed_reason = Some(failure::CONNECTION_CLOSED),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
                 log::warn!("read failed: {e}");
-                closed_reason = Some("CONNECTION_CLOSED");
+                closed_reason = Some(failure::CONNECTION_CLOSED);
             }
         }
         let now = Instant::now();
@@ -514,7 +555,7 @@ fn read_loop(
                 Ok(None) => break,
                 Err(e) => {
                     log::warn!("malformed frame: {e}");
-                    closed_reason = Some("CONNECTION_CLOSED");
+                    closed_reason = Some(failure::CONNECTION_CLOSED);
                     break;
                 }
             }
@@ -535,25 +576,38 @@ fn read_loop(
                         .record(now.saturating_duration_since(p.intended));
                     out.service.record(now.saturating_duration_since(p.taken));
                 }
+                if record_acked {
+                    out.acked.push(Acked {
+                        intended_ns: schedule::epoch_ns(p.intended),
+                        messages: p.messages,
+                        measured: p.measured,
+                    });
+                }
             } else if p.measured {
-                *out.errors
-                    .entry(codec::response_code_name(code))
-                    .or_insert(0) += 1;
+                failure::charge(
+                    &mut out.latency,
+                    &mut out.errors,
+                    &codec::response_code_name(code),
+                    p.intended,
+                    window.deadline,
+                );
             }
         }
         if !responses.is_empty() {
             shared.cv.notify_all();
         }
         let drained = st.sender_done && st.pending.is_empty();
-        let timed_out = now >= drain_deadline;
+        let timed_out = now >= window.deadline;
         if drained || timed_out || closed_reason.is_some() {
-            let reason = closed_reason.unwrap_or("TIMEOUT");
+            let reason = closed_reason.unwrap_or(failure::TIMEOUT);
             for p in st.pending.values().filter(|p| p.measured) {
-                *out.errors.entry(reason.to_string()).or_insert(0) += 1;
-                if reason == "TIMEOUT" {
-                    out.latency
-                        .record(now.saturating_duration_since(p.intended));
-                }
+                failure::charge(
+                    &mut out.latency,
+                    &mut out.errors,
+                    reason,
+                    p.intended,
+                    window.deadline,
+                );
             }
             st.pending.clear();
             st.closed = true;
@@ -574,6 +628,7 @@ struct ConnTotals {
     messages_ok: u64,
     messages_ok_in_window: u64,
     errors: BTreeMap<String, u64>,
+    acked: Vec<Acked>,
 }
 
 impl ConnTotals {
@@ -589,6 +644,7 @@ impl ConnTotals {
             messages_ok: 0,
             messages_ok_in_window: 0,
             errors: BTreeMap::new(),
+            acked: Vec::new(),
         }
     }
 
@@ -597,8 +653,9 @@ impl ConnTotals {
         self.sent_late_count += s.sent_late_count;
         self.sends_measured += s.sends_measured;
         self.offered_messages += s.offered_messages;
-        if s.not_sent > 0 {
-            *self.errors.entry("NOT_SENT".to_string()).or_insert(0) += s.not_sent;
+        self.latency.merge(&s.not_sent_latency);
+        for (k, v) in s.errors {
+            *self.errors.entry(k).or_insert(0) += v;
         }
     }
 
@@ -611,6 +668,7 @@ impl ConnTotals {
         for (k, v) in r.errors {
             *self.errors.entry(k).or_insert(0) += v;
         }
+        self.acked.extend(r.acked);
     }
 
     fn into_result(
@@ -645,12 +703,14 @@ impl ConnTotals {
             sends_ok: self.sends_ok,
             messages_ok: self.messages_ok,
             latency: self.latency.summary(),
+            deadline_after_window_s: cfg.drain_timeout.as_secs_f64(),
             service_time: self.service.summary(),
             generator_lag: self.lag.summary(),
             sent_late_count: self.sent_late_count,
             share_under_1ms: share,
             errors: self.errors,
             generator_cpu_cores: 0.0,
+            acked: self.acked,
         }
     }
 }

@@ -9,12 +9,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::consume::ConsumeResult;
+use crate::e2e::E2eResult;
 use crate::floor::FloorResult;
 use crate::produce::ProduceResult;
 use crate::stats::{LatencySummary, CLAIM_SHARE_UNDER_1MS};
 use crate::svg;
 use crate::sweep::SweepResult;
+use crate::windows::{self, FloorWindow};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -25,6 +26,8 @@ pub struct Report {
     pub host: HostInfo,
     pub broker: BrokerInfo,
     pub floor: Option<FloorResult>,
+    /// The floors measured again between runs (the first is `floor`).
+    pub floor_windows: Vec<FloorWindow>,
     pub runs: Vec<RunEntry>,
     pub sweeps: Vec<SweepResult>,
     /// Pass/fail against the issue's targets (standard suite only).
@@ -80,8 +83,12 @@ pub struct RunEntry {
     /// SYNC_FLUSH / ASYNC_FLUSH as reported by the broker or given by flag, else "unknown".
     pub flush_mode: String,
     pub produce: ProduceResult,
-    pub consume: Option<ConsumeResult>,
+    pub consume: Option<E2eResult>,
     pub ratios: Option<Ratios>,
+    /// The floor windows before and after this run, which `ratios` are to (else `floor`).
+    pub floor_windows: Option<[usize; 2]>,
+    #[serde(skip)]
+    floor_before: Option<usize>,
 }
 
 /// A run's latency divided by the floors of the same report.
@@ -138,6 +145,7 @@ impl Report {
             host: HostInfo::detect(),
             broker,
             floor: None,
+            floor_windows: Vec::new(),
             runs: Vec::new(),
             sweeps: Vec::new(),
             checks: Vec::new(),
@@ -151,7 +159,7 @@ impl Report {
         name: &str,
         flush_mode: &str,
         produce: ProduceResult,
-        consume: Option<ConsumeResult>,
+        consume: Option<E2eResult>,
     ) {
         let ratios = self.floor.as_ref().map(|f| Ratios::of(&produce.latency, f));
         self.runs.push(RunEntry {
@@ -160,7 +168,41 @@ impl Report {
             produce,
             consume,
             ratios,
+            floor_windows: None,
+            floor_before: self.floor_windows.len().checked_sub(1),
         });
+    }
+
+    /// Adds floors measured after the runs pushed so far. The runs since the previous window
+    /// get their ratios to the two windows around them.
+    pub fn add_floor_window(&mut self, after: &str, floor: FloorResult) {
+        let i = self.floor_windows.len();
+        self.floor_windows.push(FloorWindow {
+            after: after.to_string(),
+            floor,
+        });
+        let Some(before) = i.checked_sub(1) else {
+            return;
+        };
+        let merged = self.floor_windows[before]
+            .floor
+            .merged(&self.floor_windows[i].floor);
+        for r in &mut self.runs {
+            if r.floor_before == Some(before) && r.floor_windows.is_none() {
+                r.ratios = Some(Ratios::of(&r.produce.latency, &merged));
+                r.floor_windows = Some([before, i]);
+            }
+        }
+    }
+
+    /// The floors a run is judged against: its two adjacent windows together, else `floor`.
+    pub fn adjacent_floor(&self, run: &RunEntry) -> Option<FloorResult> {
+        if let Some([a, b]) = run.floor_windows {
+            if let (Some(x), Some(y)) = (self.floor_windows.get(a), self.floor_windows.get(b)) {
+                return Some(x.floor.merged(&y.floor));
+            }
+        }
+        self.floor.clone()
     }
 
     /// Writes `<stem>.json`, `<stem>.md` and the SVG plots into `dir`.
@@ -259,7 +301,10 @@ impl Report {
             "Latency is measured open loop: from each request's *intended* send time on a fixed-rate \
              schedule to its response, so a stall is charged to every request it delays. All times in µs. \
              \"<1 ms\" is the share of all measured sends answered SUCCESS in under 1 ms (errors and \
-             timeouts count against it); RocketMQ's claim is {:.1}%.\n",
+             timeouts count against it); RocketMQ's claim is {:.1}%. Every failure (an error reply, \
+             no reply, a closed connection, a request that could not be sent) is in the latency \
+             histogram at the run's deadline (the window's end plus the drain timeout), and is \
+             counted by kind in \"errors\".\n",
             CLAIM_SHARE_UNDER_1MS * 100.0
         );
         for s in svgs {
@@ -272,7 +317,10 @@ impl Report {
                 let _ = writeln!(
                     m,
                     "{}",
-                    latency_row("4 KiB O_DIRECT write + fdatasync (pre-written file)", d)
+                    latency_row(
+                        "4 KiB O_DIRECT write + fdatasync (one page rewritten in place)",
+                        d
+                    )
                 );
             }
             let _ = writeln!(
@@ -284,6 +332,9 @@ impl Report {
                 let _ = writeln!(m, "\nDisk floor could not run: {e}");
             }
             m.push('\n');
+        }
+        if self.floor_windows.len() > 1 {
+            m.push_str(&windows::markdown(&self.floor_windows));
         }
         if !self.runs.is_empty() {
             let _ = writeln!(m, "## Runs\n");
@@ -333,15 +384,17 @@ impl Report {
                 let _ = writeln!(m, "### Ratios to the floors\n");
                 let _ = writeln!(
                     m,
-                    "| run | p50 / disk p50 | p99 / disk p99 | p99.9 / disk p99.9 | p50 − (disk + loopback p50) µs | p50 / loopback p50 | p99 / loopback p99 | p99.9 / loopback p99.9 |"
+                    "| run | floor windows | p50 / disk p50 | p99 / disk p99 | p99.9 / disk p99.9 | p50 − (disk + loopback p50) µs | p50 / loopback p50 | p99 / loopback p99 | p99.9 / loopback p99.9 |"
                 );
-                let _ = writeln!(m, "|---|---|---|---|---|---|---|---|");
+                let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|");
                 for r in &self.runs {
                     if let Some(x) = &r.ratios {
                         let _ = writeln!(
                             m,
-                            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+                            "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
                             r.name,
+                            r.floor_windows
+                                .map_or("first".into(), |[a, b]| format!("{a}, {b}")),
                             opt(x.p50_over_disk_p50),
                             opt(x.p99_over_disk_p99),
                             opt(x.p99_9_over_disk_p99_9),
@@ -392,11 +445,12 @@ impl Report {
                     if let Some(c) = &r.consume {
                         let _ = writeln!(
                             m,
-                            "\n{}: {} queues, {} messages received, {} acknowledged; pull errors: {}",
+                            "\n{}: {} queues; {}; undelivered messages of the window are in the \
+                             histogram at the deadline, {:.0} s after the window; pull errors: {}",
                             r.name,
                             c.queues,
-                            c.received,
-                            r.produce.messages_ok,
+                            c.verdict(),
+                            c.deadline_after_window_s,
                             errors_text(&c.pull_errors)
                         );
                     }

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use crate::client::Client;
 use crate::codec::{self, SendCode, SendHeader};
 use crate::consume::{self, ConsumeConfig};
+use crate::e2e::{self, E2eResult};
 use crate::floor::{self, FloorConfig, FloorResult};
 use crate::petrel::{self, FlushDiskType, PetrelOptions, PetrelProcess};
 use crate::produce::{self, ProduceConfig, ProduceResult};
@@ -23,6 +24,9 @@ use crate::sweep::{self, SweepConfig};
 const SEGMENT_SIZE_BYTES: u64 = 256 << 20;
 /// A fresh broker may take this long to answer its first send.
 const PRIME_TIMEOUT: Duration = Duration::from_secs(60);
+/// End to end: how long after the producer's deadline the consumers may take to receive
+/// every acknowledged message. What has not arrived by then is undelivered.
+const E2E_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct SuiteOptions {
@@ -100,7 +104,19 @@ fn run_in(
     }
     let floor = floor::run(&floor_cfg)?;
     print_floor(&floor);
-    report.floor = Some(floor);
+    report.floor = Some(floor.clone());
+    report.add_floor_window("start", floor);
+    // A shorter window after every run (and after the sweep).
+    let mut window_cfg = FloorConfig::new(work);
+    window_cfg.disk_samples = if opts.quick { 100 } else { 200 };
+    window_cfg.loopback_samples = if opts.quick { 1000 } else { 2000 };
+    let window = |report: &mut Report, after: &str| -> Result<()> {
+        let f = floor::run(&window_cfg)?;
+        eprintln!("  floor window after {after}:");
+        print_floor(&f);
+        report.add_floor_window(after, f);
+        Ok(())
+    };
 
     let base = |rate: f64| {
         let mut c = ProduceConfig::new(&opts.topic, rate);
@@ -127,18 +143,16 @@ fn run_in(
         let mut one = base(500.0);
         one.connections = 1;
         one.max_in_flight = 16;
-        record(
-            &mut report,
-            "sync 1 producer 500/s",
-            &flush,
-            produce::run(&one, &targets)?,
-        );
+        let name = "sync 1 producer 500/s";
+        record(&mut report, name, &flush, produce::run(&one, &targets)?);
+        window(&mut report, name)?;
         for rate in [10_000.0, 100_000.0] {
             let mut c = base(rate);
             c.connections = 8;
             c.max_in_flight = 32;
             let name = format!("sync 256 in flight {}k/s", rate / 1000.0);
             record(&mut report, &name, &flush, produce::run(&c, &targets)?);
+            window(&mut report, &name)?;
         }
         report
             .notes
@@ -161,12 +175,9 @@ fn run_in(
         let mut one = base(500.0);
         one.connections = 1;
         one.max_in_flight = 16;
-        record(
-            &mut report,
-            "async 1 producer 500/s",
-            &flush,
-            produce::run(&one, &targets)?,
-        );
+        let name = "async 1 producer 500/s";
+        record(&mut report, name, &flush, produce::run(&one, &targets)?);
+        window(&mut report, name)?;
 
         let mut step = base(5000.0);
         step.warmup = Duration::from_millis(500);
@@ -186,28 +197,26 @@ fn run_in(
         // Saturation = the highest throughput any step achieved.
         let half = (sweep.max_achieved_msgs_per_s / 2.0).max(500.0);
         report.sweeps.push(sweep);
+        window(&mut report, "the sweep")?;
         let mut c = base(half);
         c.connections = 8;
         c.max_in_flight = 64;
-        record(
-            &mut report,
-            &format!("async half saturation {:.0}/s", half),
-            &flush,
-            produce::run(&c, &targets)?,
-        );
+        let name = format!("async half saturation {half:.0}/s");
+        record(&mut report, &name, &flush, produce::run(&c, &targets)?);
+        window(&mut report, &name)?;
 
         let e2e_rate = 20_000.0;
         let (p, consumed) = run_e2e(&base(e2e_rate), &targets, 8, 64)?;
         print_run_line(&p);
         eprintln!(
-            "    e2e: received {} / {} acknowledged, p50 {} p99 {} p99.9 {} µs",
-            consumed.received,
-            p.messages_ok,
+            "    e2e {}; p50 {} p99 {} p99.9 {} µs",
+            consumed.verdict(),
             report::us(consumed.e2e_latency.p50_us),
             report::us(consumed.e2e_latency.p99_us),
             report::us(consumed.e2e_latency.p99_9_us)
         );
         report.push_run("async e2e 20k/s", &flush, p, Some(consumed));
+        window(&mut report, "async e2e 20k/s")?;
         report
             .notes
             .push(format!("ASYNC_FLUSH broker stop: {}", broker.stop()?));
@@ -364,29 +373,41 @@ pub fn print_floor(f: &FloorResult) {
     );
 }
 
-/// Starts consumers on every queue, produces, waits for the messages to arrive.
+/// Starts consumers on every queue, produces, waits for the acknowledged messages to arrive
+/// (until [`E2E_GRACE`] after the producer's deadline) and judges the receipts (see
+/// [`crate::e2e`]): a shortfall shows in the result, and the caller fails the run on it.
 pub fn run_e2e(
     base: &ProduceConfig,
     targets: &[Target],
     connections: usize,
     max_in_flight: usize,
-) -> Result<(ProduceResult, consume::ConsumeResult)> {
+) -> Result<(ProduceResult, E2eResult)> {
+    let _ = crate::schedule::epoch();
     let mut cfg = base.clone();
     cfg.connections = connections;
     cfg.max_in_flight = max_in_flight;
-    let start = Instant::now() + Duration::from_millis(300);
+    cfg.record_acked = true;
     let consume_cfg = ConsumeConfig {
         topic: cfg.topic.clone(),
         consumer_group: "loadgen_e2e".into(),
         run_id: cfg.run_id,
-        late_threshold: cfg.late_threshold,
-        measure_start: start + cfg.warmup,
-        measure_end: start + cfg.warmup + cfg.duration,
     };
     let consumers = consume::start(targets, &consume_cfg)?;
-    let p = produce::run_at(&cfg, targets, start.max(Instant::now()))?;
-    consumers.wait_for(p.messages_ok, Duration::from_secs(10));
-    Ok((p, consumers.stop()))
+    let start = Instant::now() + Duration::from_millis(300);
+    let window_end = start + cfg.warmup + cfg.duration;
+    let deadline = window_end + cfg.drain_timeout + E2E_GRACE;
+    let mut p = produce::run_at(&cfg, targets, start)?;
+    consumers.wait_until(p.messages_ok, deadline);
+    let receipts = consumers.stop();
+    let acked = std::mem::take(&mut p.acked);
+    let judged = e2e::judge(
+        &acked,
+        receipts,
+        crate::schedule::epoch_ns(deadline),
+        deadline - window_end,
+        cfg.late_threshold,
+    );
+    Ok((p, judged))
 }
 
 fn find<'a>(report: &'a Report, prefix: &str) -> Option<&'a crate::report::RunEntry> {
@@ -396,11 +417,22 @@ fn find<'a>(report: &'a Report, prefix: &str) -> Option<&'a crate::report::RunEn
 /// The performance targets, judged as ratios to this run's floors.
 fn checks(report: &Report) -> Vec<Check> {
     let mut out = Vec::new();
-    let Some(floor) = &report.floor else {
-        return out;
+    for r in &report.runs {
+        if let Some(c) = &r.consume {
+            out.push(Check {
+                target: format!("{}: every acknowledged message received", r.name),
+                measured: c.verdict(),
+                pass: c.complete(),
+            });
+        }
+    }
+    // Each run is judged against the floor windows around it.
+    let with_floor = |prefix: &str| {
+        let r = find(report, prefix)?;
+        Some((r, report.adjacent_floor(r)?))
     };
-    let lo = &floor.loopback;
-    if let (Some(disk), Some(r)) = (&floor.disk, find(report, "sync 1 producer")) {
+    if let Some((r, floor)) = with_floor("sync 1 producer").filter(|(_, f)| f.disk.is_some()) {
+        let (disk, lo) = (floor.disk.unwrap_or_default(), &floor.loopback);
         let l = &r.produce.latency;
         let limit = disk.p50_us + lo.p50_us + 50.0;
         out.push(Check {
@@ -423,7 +455,7 @@ fn checks(report: &Report) -> Vec<Check> {
             pass: l.p99_us <= 1.2 * disk.p99_us,
         });
     }
-    if let (Some(disk), Some(r)) = (&floor.disk, find(report, "sync 256 in flight 100k")) {
+    if let Some((r, Some(disk))) = with_floor("sync 256 in flight 100k").map(|(r, f)| (r, f.disk)) {
         let p = &r.produce;
         out.push(Check {
             target: "SYNC_FLUSH 256 concurrent: ≥ 100k msg/s of 128 B at p99 ≤ 3 × disk p99".into(),
@@ -436,7 +468,8 @@ fn checks(report: &Report) -> Vec<Check> {
             pass: p.achieved_msgs_per_s >= 100_000.0 && p.latency.p99_us <= 3.0 * disk.p99_us,
         });
     }
-    if let Some(r) = find(report, "async half saturation") {
+    if let Some((r, floor)) = with_floor("async half saturation") {
+        let lo = &floor.loopback;
         let p = &r.produce;
         let diff_points = (lo.share_under_1ms - p.share_under_1ms) * 100.0;
         out.push(Check {
@@ -461,7 +494,10 @@ fn checks(report: &Report) -> Vec<Check> {
             pass: p.latency.p99_9_us <= 1.5 * lo.p99_9_us,
         });
     }
-    if let Some(c) = find(report, "async e2e").and_then(|r| r.consume.as_ref()) {
+    if let Some((c, floor)) =
+        with_floor("async e2e").and_then(|(r, f)| Some((r.consume.as_ref()?, f)))
+    {
+        let lo = &floor.loopback;
         let l = &c.e2e_latency;
         out.push(Check {
             target: "e2e ASYNC_FLUSH 20k msg/s: p50 ≤ 3 × loopback p50".into(),

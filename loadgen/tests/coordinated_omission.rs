@@ -1,8 +1,16 @@
 //! Guard against coordinated omission. A tiny remoting server (std threads, in this test)
 //! answers every SEND with SUCCESS at once, except that it stalls once for 50 ms. Driven open
 //! loop at a fixed rate, loadgen must charge that stall to every request it delayed: it shows
-//! in p99.9 and max (≥ 40 ms) and in the count of late requests. A closed-loop measure of the
-//! same server hides it: one slow request, a clean p99.9.
+//! in p99.9 and max (≥ 40 ms) and in the count of late requests (> 10 ms; about 40 from the
+//! stall at 1000/s). A closed-loop measure of the same server hides it: the stalled request
+//! is its only late one.
+//!
+//! Robust on a shared machine: nextest runs this binary alone (`.config/nextest.toml`), a
+//! busy machine only adds latency (so the open-loop bounds only get easier), and the
+//! comparison with the closed loop is relative: each scheduling hiccup of `d` ms costs the
+//! closed loop one late request and the open loop about `d − 10`, so the stall's ~40 stay
+//! in the difference. It still fails when the open loop is not open: with the sender forced
+//! to a closed loop, p99.9 drops to a few ms and one request is late.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -16,8 +24,11 @@ use loadgen::produce::{self, Pacing, ProduceConfig, ProduceResult};
 use loadgen::route::Target;
 
 const STALL: Duration = Duration::from_millis(50);
-/// The stall happens when this many requests have arrived (about 1 s into the window).
-const STALL_AT_REQUEST: u64 = 1200;
+/// The stall happens when this many requests have arrived (about 0.5 s into the window, so
+/// a closed loop slowed down by a busy machine still reaches it).
+const STALL_AT_REQUEST: u64 = 700;
+/// Late requests (> 10 ms) the stall must add in open loop over closed loop (about 40).
+const STALL_LATE_MIN: u64 = 25;
 
 /// A server that answers SUCCESS and stalls once; stops when `stop` is set.
 struct StallServer {
@@ -135,11 +146,6 @@ fn open_loop_charges_a_50ms_stall_to_every_request_it_delayed() {
     );
     assert_eq!(open.error_count(), 0, "errors: {:?}", open.errors);
     assert!(
-        l.count >= 1900,
-        "about 2000 measured sends, got {}",
-        l.count
-    );
-    assert!(
         l.max_us >= 40_000.0,
         "the stall must show in the max: {} µs",
         l.max_us
@@ -150,7 +156,21 @@ fn open_loop_charges_a_50ms_stall_to_every_request_it_delayed() {
         l.p99_9_us
     );
     // At 1000/s a 50 ms stall delays ~50 requests, ~40 of them by more than 10 ms.
-    assert!(l.late_count >= 25, "late requests: {}", l.late_count);
+    assert!(
+        l.late_count >= STALL_LATE_MIN,
+        "late requests: {}",
+        l.late_count
+    );
+
+    assert_eq!(
+        l.count, open.sends_measured,
+        "every measured send is in the histogram"
+    );
+    assert!(
+        l.count >= 1900,
+        "about 2000 measured sends, got {}",
+        l.count
+    );
 
     let closed = run(Pacing::ClosedLoop);
     let c = &closed.latency;
@@ -158,23 +178,17 @@ fn open_loop_charges_a_50ms_stall_to_every_request_it_delayed() {
         "closed loop: {} sends, p50 {:.0} p99 {:.0} p99.9 {:.0} max {:.0} µs, late {}",
         c.count, c.p50_us, c.p99_us, c.p99_9_us, c.max_us, c.late_count
     );
+    assert_eq!(closed.error_count(), 0, "errors: {:?}", closed.errors);
     assert!(
         c.max_us >= 40_000.0,
-        "closed loop still sees the one stalled request"
+        "closed loop still sees the one stalled request: max {} µs",
+        c.max_us
     );
+    // Relative to the closed loop measured in the same test: the machine's own hiccups show
+    // in both; the stall's delayed requests only in the open loop.
     assert!(
-        c.late_count <= 5,
-        "closed loop hides the stall: {} late",
-        c.late_count
-    );
-    assert!(
-        c.p99_9_us < 40_000.0,
-        "closed loop p99.9 hides the stall: {} µs",
-        c.p99_9_us
-    );
-    assert!(
-        c.late_count * 5 < l.late_count,
-        "open loop must count far more late requests ({}) than closed loop ({})",
+        l.late_count >= c.late_count + STALL_LATE_MIN,
+        "open loop must count the stall's delayed requests: {} late vs {} in closed loop",
         l.late_count,
         c.late_count
     );
