@@ -285,6 +285,13 @@ fn enospc_on_a_new_segment_refuses_sends_and_loses_nothing() -> Result<()> {
         code_of(&again)
     );
     assert_running(&broker);
+    // A segment that cannot be created never makes the disk read as full: no retention pass
+    // reclaims the acknowledged segments (a partial fallocate once did, for a moment).
+    assert!(
+        !broker.log().contains("retention: deleted"),
+        "a failed segment creation must not trigger retention: {}",
+        broker.log()
+    );
     assert_all_acked_present(&mut c, TOPIC, 1, &acked)?;
     assert!(
         !broker.log().contains("poisoned"),

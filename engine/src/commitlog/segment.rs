@@ -31,7 +31,8 @@ pub(crate) async fn open(disk: &dyn Disk, dir: &Path, base: u64) -> Result<Segme
 }
 
 /// Creates (or recreates) a segment: its directory entry made durable, preallocated and
-/// zero-filled, then synced. On failure the file is removed again.
+/// zero-filled, then synced. ENOSPC up front when the filesystem's available space is short
+/// of the whole segment; on any later failure the file is removed again.
 pub(crate) async fn create(
     disk: &dyn Disk,
     dir: &Path,
@@ -39,6 +40,15 @@ pub(crate) async fn create(
     size: u64,
 ) -> Result<Segment, IoError> {
     let path = numbered_path(dir, base);
+    // A filesystem without room for the whole segment is ENOSPC before anything is allocated:
+    // fallocate would take what is left before failing, and for that moment the disk reads as
+    // full, which a retention pass would answer by deleting the oldest segments.
+    if let (false, Ok(space)) = (disk.exists(&path), disk.space(dir)) {
+        if space.available_bytes.min(space.free_bytes) < size {
+            let e = std::io::Error::from_raw_os_error(libc::ENOSPC);
+            return Err(IoError::new("fallocate", &path, 0, e));
+        }
+    }
     let file = open_durable(disk, &path).await?;
     let prepared = match file.preallocate(size, Preallocation::ZeroFill).await {
         Ok(()) => file.sync().await,
